@@ -1,0 +1,13 @@
+"""relevancy: class-specific relevance maps for Transformers (Chefer, Gur & Wolf, CVPR 2021)."""
+
+from .engine import Attribution, attribute
+from .methods import available as available_methods
+from .targets import ClassIndex, Contrast, Predicted
+from .tracing import RelevanceScope, UnsupportedOperationError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attribution", "ClassIndex", "Contrast", "Predicted", "RelevanceScope", "UnsupportedOperationError",
+    "attribute", "available_methods",
+]

@@ -1,0 +1,259 @@
+"""The one contract every method, evaluation and viewer uses: model inputs + target -> Attribution.
+
+A ``Run`` is one forward of the model inside a ``RelevanceScope``; methods then ask it for a
+gradient pass and/or a relevance pass over the same graph, and read what they need at the
+block boundaries, the input, or each attention layer (through observers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .adapters.structure import ModelStructure, describe
+from .rules.base import Pass
+from .targets import Target, as_target
+from .tracing import RelevanceScope
+
+
+@dataclass
+class Attribution:
+    """Batched scores of one method for one target: the engine's single result type.
+
+    ``scores`` is (B, N) over the model's sequence positions (``kind == "tokens"``; for images the
+    positions include class/distillation tokens before the patches) or (B, H, W) over pixels
+    (``kind == "pixels"``). Padding positions are 0 and ``token_mask`` marks real positions.
+    """
+
+    scores: torch.Tensor
+    kind: str
+    signed: bool
+    method: str
+    logits: torch.Tensor
+    target_classes: torch.Tensor | None
+    token_mask: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    def detach(self) -> "Attribution":
+        self.scores = self.scores.detach()
+        self.logits = self.logits.detach()
+        return self
+
+
+class Run:
+    """One forward of ``model`` on ``inputs`` under the scope; gradient and relevance passes on demand."""
+
+    def __init__(self, model: nn.Module, structure: ModelStructure, inputs: dict, target: Target, scope: RelevanceScope):
+        self.model = model
+        self.structure = structure
+        self.inputs = inputs
+        self.target = target
+        self.scope = scope
+        self.logits: torch.Tensor | None = None
+        self.input_leaf: torch.Tensor | None = None
+        self.boundaries: dict[Pass, dict[int, torch.Tensor]] = {Pass.GRADIENT: {}, Pass.RELEVANCE: {}}
+        self._boundary_tensors: dict[int, torch.Tensor] = {}
+        self._seed: torch.Tensor | None = None
+        self._readout_magnitude: torch.Tensor | None = None
+
+    @property
+    def token_mask(self) -> torch.Tensor | None:
+        return self.inputs.get("attention_mask")
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Run the model; ``input_transform`` maps the input leaf (embeddings or pixels) first."""
+        structure, scope = self.structure, self.scope
+        transform = input_transform or (lambda x: x)
+        handles = []
+        self._boundary_tensors = {}
+        self.boundaries = {Pass.GRADIENT: {}, Pass.RELEVANCE: {}}
+        self._readout_magnitude = None
+        model_inputs = dict(self.inputs)
+        try:
+            for index, block in enumerate(structure.blocks):
+                handles.append(block.register_forward_pre_hook(self._tap_block_input(index), with_kwargs=True))
+            handles.append(structure.blocks[-1].register_forward_hook(self._tap_block_output(len(structure.blocks))))
+            if structure.modality == "image":
+                pixels = model_inputs.pop("pixel_values")
+                with scope.paused(), torch.enable_grad():
+                    self.input_leaf = pixels.detach().clone().requires_grad_(True)
+                    model_inputs["pixel_values"] = scope.mark_input(transform(self.input_leaf), pixels=True)
+            else:
+                handles.append(structure.input_embeddings.register_forward_hook(self._replace_embeddings(transform)))
+            with torch.enable_grad(), scope.tracing():
+                output = self.model(**model_inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        logits = output.logits if hasattr(output, "logits") else output
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(
+                f"{type(self.model).__name__} returns no logits: relevancy explains models with a prediction head "
+                "(e.g. *ForSequenceClassification, *ForImageClassification, *ForCausalLM)."
+            )
+        if not logits.requires_grad:
+            raise RuntimeError("the model's logits do not depend on its input: nothing to explain")
+        self.logits = logits
+        return logits
+
+    def _replace_embeddings(self, transform):
+        def hook(module, args, output):
+            with self.scope.paused():
+                if self.input_leaf is None or self.input_leaf.shape != output.shape:
+                    self.input_leaf = output.detach().clone().requires_grad_(True)
+                return self.scope.mark_input(transform(self.input_leaf))
+
+        return hook
+
+    def _tap(self, index: int, tensor) -> None:
+        if not isinstance(tensor, torch.Tensor) or not tensor.requires_grad:
+            return
+        self._boundary_tensors[index] = tensor
+
+        def record(grad):
+            pass_ = self.scope.current_pass
+            self.boundaries[pass_][index] = grad.sum(-1)
+            if pass_ is Pass.GRADIENT and index == len(self.structure.blocks):
+                self._readout_magnitude = grad.detach().abs().sum(-1)
+
+        tensor.register_hook(record)
+
+    def _tap_block_input(self, index: int):
+        def hook(module, args, kwargs):
+            self._tap(index, args[0] if args else kwargs.get("hidden_states"))
+
+        return hook
+
+    def _tap_block_output(self, index: int):
+        def hook(module, args, output):
+            self._tap(index, output[0] if isinstance(output, (tuple, list)) else output)
+
+        return hook
+
+    # -- backward passes -----------------------------------------------------------------------
+    @property
+    def seed(self) -> torch.Tensor:
+        """d target / d logits: where both passes start (one-hot for a class)."""
+        if self._seed is None:
+            logits = self.logits.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (self._seed,) = torch.autograd.grad(self.target(logits).sum(), logits)
+        return self._seed
+
+    def backward(self, pass_: Pass, to: str = "blocks") -> torch.Tensor | None:
+        """One backward over the forward's graph. ``to``: "readout" (last block's output only),
+        "blocks" (down to the first block's input), a block index (down to that block's input) or
+        "input" (the embeddings or pixels).
+        Returns the gradient or relevance at that point."""
+        if to == "input":
+            destination = self.input_leaf
+        else:
+            key = {"readout": len(self.structure.blocks), "blocks": 0}.get(to, to)
+            if key not in self._boundary_tensors:
+                raise RuntimeError(f"the model's blocks were not reached with the explained input (boundary {key})")
+            destination = self._boundary_tensors[key]
+        self.scope.set_pass(pass_)
+        with torch.enable_grad():
+            (result,) = torch.autograd.grad(
+                self.logits,
+                destination,
+                grad_outputs=self.seed,
+                retain_graph=True,
+                create_graph=self.scope.differentiable,
+                allow_unused=True,
+            )
+        return result
+
+    def content_mask(self, like: torch.Tensor) -> torch.Tensor:
+        """(B, N) 1 for positions that show input content (real tokens; image patches, not the
+        class/distillation tokens before them), 0 elsewhere."""
+        n = like.shape[-1]
+        if self.structure.modality == "image":
+            grid = self.structure.grid
+            prefix = n - grid[0] * grid[1] if grid else 1
+            mask = torch.ones(like.shape[0], n, dtype=like.dtype, device=like.device)
+            mask[:, :prefix] = 0
+            return mask
+        if self.token_mask is None:
+            return torch.ones(like.shape[0], n, dtype=like.dtype, device=like.device)
+        return self.token_mask.to(like.dtype)
+
+    @property
+    def readout(self) -> torch.Tensor:
+        """(B, N) weight of each output position in the prediction: |d target / d h_L| summed over
+        features, normalised. The CLS position alone for a CLS-pooled classifier."""
+        if self._readout_magnitude is None:
+            self.backward(Pass.GRADIENT, to="readout")
+        weights = self._readout_magnitude
+        return weights / weights.sum(-1, keepdim=True).clamp_min(1e-30)
+
+
+def explained_classes(run: Run) -> torch.Tensor | None:
+    return run.target.classes(run.logits.detach())
+
+
+def attribute(
+    model: nn.Module,
+    inputs: dict,
+    method,
+    target=None,
+    *,
+    differentiable: bool = False,
+    structure: ModelStructure | None = None,
+) -> Attribution:
+    """Explain ``model`` on tokenised/processed ``inputs`` (a dict of batched tensors) with ``method``
+    (a name or a Method) for ``target`` (None = predicted class, an index, a label, 'a vs b', a Target).
+
+    The model comes back exactly as it was, also when this raises.
+    """
+    from .methods import get_method
+
+    method = get_method(method)
+    structure = structure or describe(model)
+    _check_inputs(structure, inputs)
+    target = as_target(target, structure.label_index)
+    with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
+        run = Run(model, structure, inputs, target, scope)
+        scores, kind = method.compute(run)
+        mask = run.token_mask
+        if kind == "tokens" and mask is not None:
+            scores = scores * mask.to(scores.dtype)
+        attribution = Attribution(
+            scores=scores,
+            kind=kind,
+            signed=method.signed,
+            method=method.name,
+            logits=run.logits,
+            target_classes=explained_classes(run),
+            token_mask=mask if kind == "tokens" else None,
+        )
+    return attribution if differentiable else attribution.detach()
+
+
+def _check_inputs(structure: ModelStructure, inputs: dict) -> None:
+    if not isinstance(inputs, dict):
+        raise TypeError("inputs must be a dict of batched tensors (e.g. a tokenizer's or image processor's output)")
+    if structure.modality == "image":
+        pixels = inputs.get("pixel_values")
+        if not isinstance(pixels, torch.Tensor) or pixels.dim() != 4:
+            raise ValueError("image inputs need 'pixel_values' of shape (batch, channels, height, width)")
+        if structure.num_channels and pixels.shape[1] != structure.num_channels:
+            raise ValueError(
+                f"the image has {pixels.shape[1]} channels but the model expects {structure.num_channels}; "
+                "convert it (e.g. PIL's .convert('RGB')) before explaining"
+            )
+        if structure.image_size and tuple(pixels.shape[-2:]) != structure.image_size:
+            raise ValueError(
+                f"the image is {tuple(pixels.shape[-2:])} pixels but the model expects {structure.image_size}; "
+                "resize it (the model's image processor does this)"
+            )
+        return
+    ids = inputs.get("input_ids")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        raise ValueError("text inputs need 'input_ids' of shape (batch, tokens)")
+    if ids.shape[1] == 0 or (inputs.get("attention_mask") is not None and (inputs["attention_mask"].sum(-1) == 0).any()):
+        raise ValueError("empty text: there is nothing to explain")

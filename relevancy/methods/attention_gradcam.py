@@ -1,0 +1,42 @@
+"""GradCAM on the last block's attention (Selvaraju et al. adapted, as in the paper's baselines):
+head weights = mean gradient of the readout row, map = (A row x weight) head mean, positive part."""
+
+from __future__ import annotations
+
+from ..rules.attention import AttentionObserver
+from ..rules.base import Pass
+from .base import Method, register
+
+
+class _LastLayer(AttentionObserver):
+    def __init__(self, run, layer: int) -> None:
+        self.run, self.layer = run, layer
+        self.map = None
+
+    def on_gradient(self, call):
+        if call.layer != self.layer:
+            return
+        readout = self.run.readout.unsqueeze(1).unsqueeze(1)  # (B, 1, 1, N)
+        rows = (readout @ call.probabilities()).squeeze(2)  # (B, H, N)
+        grads = (readout @ call.probability_gradient()).squeeze(2)
+        columns = self.run.content_mask(rows).unsqueeze(1)
+        weights = (grads * columns).sum(-1, keepdim=True) / columns.sum(-1, keepdim=True)
+        self.map = (rows * weights).mean(1).clamp(min=0)
+
+
+@register
+class AttentionGradCAM(Method):
+    name = "attention_gradcam"
+    signed = False
+    uses_rules = False
+    description = "GradCAM over the heads of the last attention map"
+
+    def compute(self, run):
+        last = run.structure.num_layers - 1
+        observer = _LastLayer(run, last)
+        run.scope.observers.append(observer)
+        run.forward()
+        run.backward(Pass.GRADIENT, to=last)
+        if observer.map is None:
+            raise RuntimeError("the last block's attention was not observed (no scaled_dot_product_attention call)")
+        return observer.map, "tokens"

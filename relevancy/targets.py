@@ -1,0 +1,132 @@
+"""What to explain: small callables from the model's logits to one score per sample.
+
+The relevance pass starts from d score / d logits: a one-hot for a class (as the paper does, not
+multiplied by the logit), e_a - e_b for a contrast.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+
+class Target:
+    """Maps logits (B, C) to the explained score (B,)."""
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def classes(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """The explained class per sample, where there is one."""
+        return None
+
+    def describe(self, labels: dict[int, str]) -> str:
+        return type(self).__name__
+
+
+def _label(index: int, labels: dict[int, str]) -> str:
+    return labels.get(int(index), str(int(index)))
+
+
+class Predicted(Target):
+    """The class the model predicts (the default)."""
+
+    def __call__(self, logits):
+        return logits.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
+
+    def classes(self, logits):
+        return logits.argmax(-1)
+
+    def describe(self, labels):
+        return "predicted class"
+
+
+class ClassIndex(Target):
+    """A class index, or one per sample."""
+
+    def __init__(self, index: int | Sequence[int] | torch.Tensor) -> None:
+        self.index = torch.as_tensor(index)
+
+    def _indices(self, logits):
+        num_classes = logits.shape[-1]
+        index = self.index.to(logits.device).long()
+        if index.dim() == 0:
+            index = index.expand(logits.shape[0])
+        elif index.shape[0] != logits.shape[0]:
+            raise ValueError(f"{index.shape[0]} target classes given for a batch of {logits.shape[0]}")
+        bad = (index < 0) | (index >= num_classes)
+        if bad.any():
+            raise ValueError(
+                f"target class {index[bad][0].item()} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+            )
+        return index
+
+    def __call__(self, logits):
+        return logits.gather(-1, self._indices(logits).unsqueeze(-1)).squeeze(-1)
+
+    def classes(self, logits):
+        return self._indices(logits)
+
+    def describe(self, labels):
+        if self.index.dim() == 0:
+            return _label(self.index.item(), labels)
+        return "given classes"
+
+
+class Contrast(Target):
+    """Evidence for class ``a`` against class ``b``: logit_a - logit_b."""
+
+    def __init__(self, a: int, b: int) -> None:
+        self.a, self.b = ClassIndex(a), ClassIndex(b)
+
+    def __call__(self, logits):
+        return self.a(logits) - self.b(logits)
+
+    def classes(self, logits):
+        return self.a.classes(logits)
+
+    def describe(self, labels):
+        return f"{self.a.describe(labels)} vs {self.b.describe(labels)}"
+
+
+class Function(Target):
+    """Any callable from logits to (B,) scores."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.function = function
+
+    def __call__(self, logits):
+        return self.function(logits)
+
+
+def as_target(spec, label_index: Callable[[str], int]) -> Target:
+    """Read a target from what a user writes: None, 3, "positive", "positive vs negative", (a, b)."""
+    if spec is None:
+        return Predicted()
+    if isinstance(spec, Target):
+        return spec
+    if isinstance(spec, str):
+        text = spec.strip()
+        if not text:
+            raise ValueError("empty target: give a class index, a label name or 'a vs b'")
+        if " vs " in text:
+            a, b = (part.strip() for part in text.split(" vs ", 1))
+            return Contrast(_index(a, label_index), _index(b, label_index))
+        return ClassIndex(_index(text, label_index))
+    if isinstance(spec, tuple) and len(spec) == 2:
+        return Contrast(_index(spec[0], label_index), _index(spec[1], label_index))
+    if isinstance(spec, (int, list, torch.Tensor)) and not isinstance(spec, bool):
+        return ClassIndex(spec)
+    if callable(spec):
+        return Function(spec)
+    raise TypeError(f"cannot use {spec!r} as a target: give None, a class index, a label name, 'a vs b' or a callable")
+
+
+def _index(value, label_index) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return label_index(text)
