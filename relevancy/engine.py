@@ -219,6 +219,7 @@ def attribute(
     with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
         run = Run(model, structure, inputs, target, scope)
         scores, kind = method.compute(run)
+        scope.set_pass(Pass.GRADIENT)  # differentiating the map later must see true derivatives
         mask = run.token_mask
         if kind == "tokens" and mask is not None:
             scores = scores * mask.to(scores.dtype)

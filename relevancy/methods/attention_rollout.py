@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Method, register
-from .rollout import ForwardMaps, RowRollout
+from .rollout import ForwardMaps, roll_out
 
 
 @register
@@ -22,9 +22,10 @@ class Rollout(Method):
         maps = ForwardMaps()
         run.scope.observers.append(maps)
         run.forward()
-        chain = RowRollout(run, self.start_layer)
-        for layer in sorted(maps.maps, reverse=True):
-            attention = maps.maps[layer]
+        if sorted(maps.maps) != list(range(run.structure.num_layers)):
+            raise RuntimeError("attention was not observed in every block (no scaled_dot_product_attention call)")
+        normalised = {}
+        for layer, attention in maps.maps.items():
             attention = attention + torch.eye(attention.shape[-1], dtype=attention.dtype)
-            chain.fold(layer, attention / attention.sum(-1, keepdim=True), add_identity=False)
-        return chain.result(run.structure.num_layers), "tokens"
+            normalised[layer] = attention / attention.sum(-1, keepdim=True)
+        return roll_out(run.readout, normalised, self.start_layer, add_identity=False), "tokens"

@@ -13,7 +13,7 @@ from ..rules.attention import AttentionObserver
 
 class RowRollout(AttentionObserver):
     def __init__(self, run, start_layer: int = 0) -> None:
-        self.run = run
+        self.readout = (lambda: run.readout) if run is not None else None
         self.start_layer = start_layer
         self.row: torch.Tensor | None = None
         self.layers_seen: list[int] = []
@@ -24,7 +24,7 @@ class RowRollout(AttentionObserver):
         if layer < self.start_layer:
             return
         if self.row is None:
-            self.row = self.run.readout.unsqueeze(1).to(update.dtype)
+            self.row = self.readout().unsqueeze(1).to(update.dtype)
         product = self.row @ update
         self.row = self.row + product if add_identity else product
 
@@ -39,6 +39,17 @@ class RowRollout(AttentionObserver):
         if self.row is None:
             raise ValueError(f"start_layer {self.start_layer} is past the last layer ({num_layers - 1})")
         return self.row.squeeze(1)
+
+
+def roll_out(readout: torch.Tensor, layer_maps: dict[int, torch.Tensor], start_layer: int = 0, add_identity: bool = True):
+    """readout (B, N) times (I + M_L) ... (I + M_start): the rows of a rollout of per-layer maps."""
+    chain = RowRollout(None, start_layer)
+    chain.readout = lambda: readout
+    for layer in sorted(layer_maps, reverse=True):
+        chain.fold(layer, layer_maps[layer], add_identity)
+    if chain.row is None:
+        raise ValueError(f"start_layer {start_layer} is past the last layer ({max(layer_maps)})")
+    return chain.row.squeeze(1)
 
 
 class ForwardMaps(AttentionObserver):

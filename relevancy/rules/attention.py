@@ -33,7 +33,8 @@ class AttentionCall:
         logits = (self.scores() if scores is None else scores) * self.scale
         if self.mask is not None:
             logits = logits + self.mask
-        return torch.nan_to_num(torch.softmax(logits.float(), dim=-1), nan=0.0).to(self.query.dtype)
+        precise = logits.to(torch.promote_types(logits.dtype, torch.float32))  # softmax of half precision in fp32
+        return torch.nan_to_num(torch.softmax(precise, dim=-1), nan=0.0).to(self.query.dtype)
 
     def probability_gradient(self) -> torch.Tensor:
         """d target / d A, from the gradient of the layer's output: A v gives dA = dO v^T."""
@@ -126,15 +127,15 @@ class _AttentionNode(torch.autograd.Function):
         return (None, None, *rule.relevance(grad, *ctx.saved_tensors))
 
 
-def scaled_dot_product_attention(function, state, observers, layer, args, kwargs):
-    """Run SDPA natively and put the attention rule on top of its output."""
+def scaled_dot_product_attention(function, state, observers, layer, args, kwargs, explicit: bool = False):
+    """Run SDPA natively and put the attention rule on top of its output. ``explicit`` computes
+    softmax(q k^T) v with plain operations instead, whose backward is itself differentiable."""
     names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
     bound = dict(zip(names, args))
     bound.update(kwargs)
     query, key, value = bound["query"], bound["key"], bound["value"]
     if bound.get("dropout_p", 0.0):
         raise ValueError("attention dropout is active: call model.eval() or pass dropout_p=0 to explain it")
-    output = function(*args, **kwargs)
     groups = query.shape[-3] // key.shape[-3]
     if groups > 1:
         key_full = key.repeat_interleave(groups, dim=-3)
@@ -146,6 +147,7 @@ def scaled_dot_product_attention(function, state, observers, layer, args, kwargs
         bound.get("attn_mask"), bool(bound.get("is_causal", False)), query.shape[-2], key.shape[-2], query.dtype, query.device
     )
     call = AttentionCall(layer, query, key_full, value_full, scale, mask)
+    output = call.probabilities() @ value_full if explicit else function(*args, **kwargs)
     for observer in observers:
         observer.on_forward(call)
     rule = Attention(call, state, observers, groups)

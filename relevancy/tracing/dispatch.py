@@ -61,11 +61,14 @@ def _tensors(values) -> list[torch.Tensor]:
 class Dispatcher:
     """Applies rules to operations; ``mark``/``is_live`` track which tensors carry relevance."""
 
-    def __init__(self, state: PassState, observers: list, module_path: Callable[[], str], rules: bool) -> None:
+    def __init__(
+        self, state: PassState, observers: list, module_path: Callable[[], str], rules: bool, explicit_attention: bool = False
+    ) -> None:
         self.state = state
         self.observers = observers
         self.module_path = module_path
         self.rules = rules  # False: only attention is observed (gradient-only methods)
+        self.explicit_attention = explicit_attention  # differentiable maps need a twice-differentiable attention
         self.attention_layers = 0
         self.linear_rule = AlphaBetaLinear()
         self._token = object()
@@ -88,7 +91,9 @@ class Dispatcher:
             layer = self.attention_layers
             self.attention_layers += 1
             return self.mark(
-                attention.scaled_dot_product_attention(function, self.state, self.observers, layer, args, kwargs)
+                attention.scaled_dot_product_attention(
+                    function, self.state, self.observers, layer, args, kwargs, self.explicit_attention
+                )
             )
         if name == "embedding":
             return self.mark(function(*args, **kwargs))

@@ -80,7 +80,7 @@ class RelevanceScope:
         self.suspended = 0
         self._module_stack: list[str] = []
         self._opaque_inputs: list = []
-        self.dispatcher = Dispatcher(self.state, self.observers, self._module_path, rules)
+        self.dispatcher = Dispatcher(self.state, self.observers, self._module_path, rules, explicit_attention=differentiable)
         self._rules = rules
         self._handles: list = []
         self._saved: dict = {}
