@@ -231,6 +231,7 @@ def attribute(
             logits=run.logits,
             target_classes=explained_classes(run),
             token_mask=mask if kind == "tokens" else None,
+            extras={"target": target.describe(structure.labels)},
         )
     return attribution if differentiable else attribution.detach()
 

@@ -71,7 +71,7 @@ class ClassIndex(Target):
     def describe(self, labels):
         if self.index.dim() == 0:
             return _label(self.index.item(), labels)
-        return "given classes"
+        return "the given classes"
 
 
 class Contrast(Target):
@@ -98,6 +98,9 @@ class Function(Target):
 
     def __call__(self, logits):
         return self.function(logits)
+
+    def describe(self, labels):
+        return getattr(self.function, "__name__", "a custom target")
 
 
 def as_target(spec, label_index: Callable[[str], int]) -> Target:

@@ -1,0 +1,56 @@
+"""``relevancy explain``: one text or image, a coloured terminal view, and HTML/PNG/JSON files."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from ..methods import available
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("explain", help="explain one input (text, or an image path)")
+    parser.add_argument("input", help="the text to explain, or the path of an image")
+    parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
+    parser.add_argument("--method", default="transformer_attribution", choices=available())
+    parser.add_argument("--target", default=None, help="class index, label name, or 'a vs b' (default: predicted class)")
+    parser.add_argument("--start-layer", type=int, default=None, help="first block of the rollout (rollout methods)")
+    parser.add_argument("--out", default="relevancy-out", help="folder for the HTML/PNG/JSON files")
+    parser.add_argument("--format", default="html,json,png", help="comma-separated: html, json, png (png for images)")
+    parser.add_argument("--no-color", action="store_true", help="plain terminal output")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..explainer import Explainer
+
+    explainer = Explainer.from_pretrained(args.model)
+    options = {} if args.start_layer is None else {"start_layer": args.start_layer}
+    target = int(args.target) if args.target is not None and args.target.lstrip("-").isdigit() else args.target
+    image_input = explainer.structure.modality == "image"
+    if image_input and not Path(args.input).exists():
+        raise FileNotFoundError(f"{args.model} explains images: no image file at {args.input}")
+    explanation = explainer(args.input, target=target, method=args.method, **options)
+    print(explanation.title)
+    if explanation.tokens is not None:
+        print(explanation.to_terminal(use_color=not args.no_color and sys.stdout.isatty()))
+        print("top words: " + ", ".join(f"{w} ({s:+.3f})" for w, s in sorted(explanation.words(), key=lambda x: -x[1])[:5]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _slug(Path(args.input).stem if image_input else args.input) + f"-{args.method}"
+    formats = {f.strip() for f in args.format.split(",") if f.strip()}
+    written = []
+    if "html" in formats:
+        written.append(explanation.save_html(out / f"{stem}.html"))
+    if "json" in formats:
+        written.append(explanation.save_json(out / f"{stem}.json"))
+    if "png" in formats and image_input:
+        written.append(explanation.save_png(out / f"{stem}.png"))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", text.lower()).strip("-")[:40] or "input"
