@@ -1,6 +1,6 @@
 """relevancy: class-specific relevance maps for Transformers (Chefer, Gur & Wolf, CVPR 2021)."""
 
-from .engine import Attribution, attribute
+from .engine import Attribution, attribute, attribute_targets
 from .methods import available as available_methods
 from .targets import ClassIndex, Contrast, Predicted
 from .tracing import RelevanceScope, UnsupportedOperationError
@@ -9,5 +9,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attribution", "ClassIndex", "Contrast", "Predicted", "RelevanceScope", "UnsupportedOperationError",
-    "attribute", "available_methods",
+    "attribute", "attribute_targets", "available_methods",
 ]

@@ -58,6 +58,7 @@ class Run:
         self._boundary_tensors: dict[int, torch.Tensor] = {}
         self._seed: torch.Tensor | None = None
         self._readout_magnitude: torch.Tensor | None = None
+        self._forwarded = False
 
     @property
     def token_mask(self) -> torch.Tensor | None:
@@ -65,8 +66,17 @@ class Run:
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """Run the model; ``input_transform`` maps the input leaf (embeddings or pixels) first."""
+        """Run the model; ``input_transform`` maps the input leaf (embeddings or pixels) first.
+
+        Without a transform the forward is done once per Run: later calls (another target, see
+        ``retarget``) reuse its graph and replay its attention calls to new observers."""
         structure, scope = self.structure, self.scope
+        if input_transform is None and self._forwarded:
+            for call in scope.dispatcher.calls:
+                for observer in scope.observers:
+                    observer.on_forward(call)
+            return self.logits
+        scope.dispatcher.reset_calls()
         transform = input_transform or (lambda x: x)
         handles = []
         self._boundary_tensors = {}
@@ -98,13 +108,32 @@ class Run:
         if not logits.requires_grad:
             raise RuntimeError("the model's logits do not depend on its input: nothing to explain")
         self.logits = logits
+        self._forwarded = input_transform is None
         return logits
+
+    def release(self) -> None:
+        """Drop every reference into the forward's graph (hooks and rules point back here)."""
+        self.logits = self.input_leaf = None
+        self._boundary_tensors = {}
+        self.boundaries = {Pass.GRADIENT: {}, Pass.RELEVANCE: {}}
+        self.scope.dispatcher.reset_calls()
+        self.scope.observers.clear()
+
+    def retarget(self, target: Target) -> None:
+        """Explain another target with the same forward: new seed, readout and observers."""
+        self.target = target
+        self._seed = None
+        self._readout_magnitude = None
+        self.boundaries = {Pass.GRADIENT: {}, Pass.RELEVANCE: {}}
+        self.scope.observers.clear()
 
     def _replace_embeddings(self, transform):
         def hook(module, args, output):
             with self.scope.paused():
                 if self.input_leaf is None or self.input_leaf.shape != output.shape:
-                    self.input_leaf = output.detach().clone().requires_grad_(True)
+                    # a differentiable map keeps its path to the embedding table; otherwise a fresh leaf
+                    fresh = output if self.scope.differentiable else output.detach().clone().requires_grad_(True)
+                    self.input_leaf = fresh
                 return self.scope.mark_input(transform(self.input_leaf))
 
         return hook
@@ -210,30 +239,52 @@ def attribute(
 
     The model comes back exactly as it was, also when this raises.
     """
+    (result,) = attribute_targets(model, inputs, method, [target], differentiable=differentiable, structure=structure)
+    return result
+
+
+def attribute_targets(
+    model: nn.Module,
+    inputs: dict,
+    method,
+    targets: list,
+    *,
+    differentiable: bool = False,
+    structure: ModelStructure | None = None,
+) -> list[Attribution]:
+    """One Attribution per target, all from one shared forward (e.g. every token of a generated
+    answer): only the backward passes are repeated."""
     from .methods import get_method
 
     method = get_method(method)
     structure = structure or describe(model)
     _check_inputs(structure, inputs)
-    target = as_target(target, structure.label_index)
+    if not targets:
+        raise ValueError("no targets given")
+    resolved = [as_target(target, structure.label_index) for target in targets]
+    results = []
     with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
-        run = Run(model, structure, inputs, target, scope)
-        scores, kind = method.compute(run)
-        scope.set_pass(Pass.GRADIENT)  # differentiating the map later must see true derivatives
-        mask = run.token_mask
-        if kind == "tokens" and mask is not None:
-            scores = scores * mask.to(scores.dtype)
-        attribution = Attribution(
-            scores=scores,
-            kind=kind,
-            signed=method.signed,
-            method=method.name,
-            logits=run.logits,
-            target_classes=explained_classes(run),
-            token_mask=mask if kind == "tokens" else None,
-            extras={"target": target.describe(structure.labels)},
-        )
-    return attribution if differentiable else attribution.detach()
+        run = Run(model, structure, inputs, resolved[0], scope)
+        for target in resolved:
+            run.retarget(target)
+            scores, kind = method.compute(run)
+            scope.set_pass(Pass.GRADIENT)  # differentiating the map later must see true derivatives
+            mask = run.token_mask
+            if kind == "tokens" and mask is not None:
+                scores = scores * mask.to(scores.dtype)
+            attribution = Attribution(
+                scores=scores,
+                kind=kind,
+                signed=method.signed,
+                method=method.name,
+                logits=run.logits,
+                target_classes=explained_classes(run),
+                token_mask=mask if kind == "tokens" else None,
+                extras={"target": target.describe(structure.labels)},
+            )
+            results.append(attribution if differentiable else attribution.detach())
+        run.release()
+    return results
 
 
 def _check_inputs(structure: ModelStructure, inputs: dict) -> None:

@@ -29,14 +29,20 @@ def _label(index: int, labels: dict[int, str]) -> str:
     return labels.get(int(index), str(int(index)))
 
 
+def _last(logits: torch.Tensor) -> torch.Tensor:
+    """A language model's logits (B, N, V) are read at the last position: the next token."""
+    return logits[:, -1] if logits.dim() == 3 else logits
+
+
 class Predicted(Target):
     """The class the model predicts (the default)."""
 
     def __call__(self, logits):
+        logits = _last(logits)
         return logits.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
 
     def classes(self, logits):
-        return logits.argmax(-1)
+        return _last(logits).argmax(-1)
 
     def describe(self, labels):
         return "predicted class"
@@ -49,6 +55,7 @@ class ClassIndex(Target):
         self.index = torch.as_tensor(index)
 
     def _indices(self, logits):
+        logits = _last(logits)
         num_classes = logits.shape[-1]
         index = self.index.to(logits.device).long()
         if index.dim() == 0:
@@ -63,7 +70,7 @@ class ClassIndex(Target):
         return index
 
     def __call__(self, logits):
-        return logits.gather(-1, self._indices(logits).unsqueeze(-1)).squeeze(-1)
+        return _last(logits).gather(-1, self._indices(logits).unsqueeze(-1)).squeeze(-1)
 
     def classes(self, logits):
         return self._indices(logits)
@@ -88,6 +95,27 @@ class Contrast(Target):
 
     def describe(self, labels):
         return f"{self.a.describe(labels)} vs {self.b.describe(labels)}"
+
+
+class TokenAt(Target):
+    """A language model's logit for ``token`` at sequence ``position`` (the token that follows it)."""
+
+    def __init__(self, token: int, position: int) -> None:
+        self.token = int(token)
+        self.position = int(position)
+
+    def __call__(self, logits):
+        if logits.dim() != 3:
+            raise ValueError("TokenAt targets need a language model's (batch, positions, vocabulary) logits")
+        if not 0 <= self.token < logits.shape[-1]:
+            raise ValueError(f"token id {self.token} is out of range: the vocabulary has {logits.shape[-1]} tokens")
+        return logits[:, self.position, self.token]
+
+    def classes(self, logits):
+        return torch.full((logits.shape[0],), self.token, device=logits.device)
+
+    def describe(self, labels):
+        return f"token {self.token} after position {self.position}"
 
 
 class Function(Target):

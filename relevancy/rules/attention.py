@@ -151,4 +151,4 @@ def scaled_dot_product_attention(function, state, observers, layer, args, kwargs
     for observer in observers:
         observer.on_forward(call)
     rule = Attention(call, state, observers, groups)
-    return _AttentionNode.apply(rule, output, query, key, value)
+    return _AttentionNode.apply(rule, output, query, key, value), call

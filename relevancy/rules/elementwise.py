@@ -43,6 +43,14 @@ class Sum(Rule):
         return sum_to(share_a, a.shape), sum_to(share_b, b.shape)
 
 
+class FirstOperand(Rule):
+    """A rotary position embedding q cos + rotate_half(q) sin: a rotation within each position, which
+    carries relevance through unchanged per position and feature (all of it via the first term)."""
+
+    def relevance(self, relevance, a, b):
+        return sum_to(relevance, a.shape), None
+
+
 class Product(Rule):
     """``a * b`` of two input-dependent tensors (a gated MLP): the basic rule on both operands gives
     each the whole relevance where the product is non-zero; as for attention's matrix products,

@@ -13,7 +13,7 @@ import torch
 
 from ..rules import attention
 from ..rules.base import PassState, attach
-from ..rules.elementwise import Bilinear, Identity, Product, Reduce, Sum
+from ..rules.elementwise import Bilinear, FirstOperand, Identity, Product, Reduce, Sum
 from ..rules.linear import AlphaBetaConv2d, AlphaBetaLinear, ZBetaConv2d
 
 
@@ -69,9 +69,12 @@ class Dispatcher:
         self.module_path = module_path
         self.rules = rules  # False: only attention is observed (gradient-only methods)
         self.explicit_attention = explicit_attention  # differentiable maps need a twice-differentiable attention
-        self.attention_layers = 0
+        self.calls: list = []  # the attention calls of the last forward, in order
         self.linear_rule = AlphaBetaLinear()
         self._token = object()
+
+    def reset_calls(self) -> None:
+        self.calls = []
 
     # -- liveness -----------------------------------------------------------------------------
     def mark(self, value: Any) -> Any:
@@ -88,20 +91,18 @@ class Dispatcher:
         name = _name(function)
         live = [t for t in _tensors(args) + _tensors(list(kwargs.values())) if self.is_live(t)]
         if name == "scaled_dot_product_attention" and live:
-            layer = self.attention_layers
-            self.attention_layers += 1
-            return self.mark(
-                attention.scaled_dot_product_attention(
-                    function, self.state, self.observers, layer, args, kwargs, self.explicit_attention
-                )
+            output, call = attention.scaled_dot_product_attention(
+                function, self.state, self.observers, len(self.calls), args, kwargs, self.explicit_attention
             )
+            self.calls.append(call)
+            return self.mark(output)
         if name == "embedding":
             return self.mark(function(*args, **kwargs))
         output = function(*args, **kwargs)
         if not live or not any(t.is_floating_point() for t in _tensors([output])):
             return output
         if name in ROUTING:
-            return self.mark(output)
+            return self._inherit_origin(self.mark(output), live[0])
         if name.endswith(INPLACE_SUFFIX) or name.startswith("__i"):
             self._unsupported(name, "in-place arithmetic on a tensor that carries relevance")
         if not self.rules:
@@ -111,9 +112,11 @@ class Dispatcher:
     def _apply_rule(self, name, function, args, kwargs, output):
         state = self.state
         if name in IDENTITY:
-            return attach(Identity(), state, output, args[0])
+            return self._inherit_origin(attach(Identity(), state, output, args[0]), args[0])
         if name in ADD:
             a, b = (args[1], args[0]) if name == "__rsub__" else (args[0], args[1])
+            if self._is_rotation(a, b):
+                return attach(FirstOperand(), state, output, a, b)
             sign = -1.0 if name in ("sub", "__sub__", "__rsub__", "subtract") else 1.0
             return attach(Sum(sign), state, output, self._as_tensor(a, output), self._as_tensor(b, output))
         if name in MUL:
@@ -124,7 +127,10 @@ class Dispatcher:
                 self._unsupported(name, "division by a tensor that carries relevance")
             if not self.is_live(a) and name in ("__rtruediv__",):
                 self._unsupported(name, "division by a tensor that carries relevance")
-            return attach(Identity(), state, output, a if self.is_live(a) else b)
+            scaled = a if self.is_live(a) else b
+            wrapped = attach(Identity(), state, output, scaled)
+            wrapped._relevancy_scaled_from = self._origin(scaled)
+            return wrapped
         if name == "linear":
             x, weight, _ = _bind(args, kwargs, ("input", "weight", "bias"), (None,))
             return self._linear(x, weight, output, name)
@@ -172,6 +178,23 @@ class Dispatcher:
         if self.is_live(a) and name != "einsum" and b.dim() == 2:
             return attach(self.linear_rule, self.state, output, a, b.t())
         self._unsupported(name, "a product of the input with a constant that is not a weight matrix")
+
+    # -- rotary position embeddings ----------------------------------------------------------------
+    # q * cos + rotate_half(q) * sin: two constant-scaled copies of one tensor, the second with its
+    # features permuted. Routing and negation keep a tensor's origin; a sum of two scalings of the
+    # same origin is a rotation of that tensor, whose relevance stays where it is.
+    @staticmethod
+    def _origin(tensor: torch.Tensor) -> torch.Tensor:
+        return getattr(tensor, "_relevancy_origin", tensor)
+
+    def _inherit_origin(self, output, source):
+        if isinstance(output, torch.Tensor) and isinstance(source, torch.Tensor):
+            output._relevancy_origin = self._origin(source)
+        return output
+
+    def _is_rotation(self, a, b) -> bool:
+        origin_a = getattr(a, "_relevancy_scaled_from", None)
+        return origin_a is not None and origin_a is getattr(b, "_relevancy_scaled_from", None)
 
     @staticmethod
     def _as_tensor(value, like: torch.Tensor) -> torch.Tensor:
