@@ -1,0 +1,365 @@
+"""Run a relevance method over a labelled data set, one JSONL record per document, then aggregate.
+
+Records are appended batch by batch, so a killed run resumes where it stopped: documents whose id
+is already in ``documents.jsonl`` are skipped, and a half-written last line is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..adapters.structure import describe
+from ..engine import attribute
+from ..methods import get_method
+from .data import encode_labels, load_texts
+from .report import AuditReport, ShortcutResult, Thresholds
+from .stats import Statistics, snippet, units
+
+RECORDS = "documents.jsonl"
+META = "meta.json"
+
+
+class DocumentStore:
+    """The per-document records: a JSONL file (resumable) or, without a folder, a list in memory."""
+
+    def __init__(self, folder: Path | None, meta: dict, resume: bool = True) -> None:
+        self.folder = folder
+        self._memory: list[dict] = []
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        path, meta_path = folder / RECORDS, folder / META
+        if resume and path.exists() and meta_path.exists():
+            saved = json.loads(meta_path.read_text())
+            differing = [k for k in meta if saved.get(k) != meta[k]]
+            if differing:
+                details = "; ".join(f"{k}: {saved.get(k)!r} there, {meta[k]!r} now" for k in differing)
+                raise ValueError(
+                    f"{folder} holds an audit with other settings ({details}); "
+                    "write to another folder, or start over with resume=False (CLI: --restart)"
+                )
+            self._drop_partial_lines(path)
+        else:
+            path.write_text("")
+        meta_path.write_text(json.dumps(meta, indent=2))
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.folder is None else self.folder / RECORDS
+
+    @staticmethod
+    def _drop_partial_lines(path: Path) -> None:
+        """A run killed while writing leaves a broken last line: keep only complete records."""
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        good = []
+        for line in lines:
+            try:
+                if line.endswith("\n") and "id" in json.loads(line):
+                    good.append(line)
+            except json.JSONDecodeError:
+                continue
+        if len(good) != len(lines):
+            path.write_text("".join(good), encoding="utf-8")
+
+    def done(self) -> set[str]:
+        return {record["id"] for record in self}
+
+    def append(self, records: list[dict]) -> None:
+        if self.folder is None:
+            self._memory.extend(records)
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(record) + "\n" for record in records))
+            handle.flush()
+
+    def __iter__(self):
+        if self.folder is None:
+            yield from self._memory
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                yield json.loads(line)
+
+
+@dataclass
+class AuditSettings:
+    """How the audit runs; ``thresholds`` decide what is flagged (they apply again to a saved run)."""
+
+    method: str = "transformer_attribution"
+    target: str = "predicted"  # explain the predicted class, or "label": the true one
+    batch_size: int = 16
+    top_k: int = 5
+    max_length: int | None = None  # longer documents are truncated (counted in the report)
+    shortcut_candidates: int = 20  # items measured by removal, most total relevance first
+    shortcut_documents: int = 64  # documents per candidate
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def audit(
+    model,
+    tokenizer,
+    data,
+    *,
+    out: str | Path | None = None,
+    settings: AuditSettings | None = None,
+    label_map: dict | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    **load_options,
+) -> AuditReport:
+    """Audit ``model`` on labelled ``data`` (anything ``load_texts`` reads; ``load_options`` go to it).
+
+    With ``out`` the records and the report (report.json/.md/.html) are written there and a
+    killed run resumes. Returns the AuditReport.
+    """
+    settings = settings or AuditSettings()
+    if settings.target not in ("predicted", "label"):
+        raise ValueError(f"unknown target {settings.target!r}: use 'predicted' or 'label'")
+    if settings.batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    dataset = load_texts(data, **load_options)
+    structure = describe(model)
+    if structure.modality != "text":
+        raise ValueError("the audit reads text data sets: give a text classifier and its tokenizer")
+    model_labels = structure.labels or {i: str(i) for i in range(model.config.num_labels)}
+    labels = encode_labels(dataset, model_labels, label_map)
+    max_length = settings.max_length or _max_length(model, tokenizer)
+    method = get_method(settings.method)
+    meta = {
+        "method": method.name,
+        "target": settings.target,
+        "max_length": max_length,
+        "model": _fingerprint(model),
+        "data": dataset.source,
+        "documents": len(dataset),
+    }
+    store = DocumentStore(Path(out) if out is not None else None, meta, resume=resume)
+    done = store.done()
+    pending = [(example, label) for example, label in zip(dataset.examples, labels) if example.id not in done]
+    _explain(model, tokenizer, pending, store, method, settings, max_length, structure, progress)
+
+    num_classes = len(model_labels)
+    words, tokens = Statistics("word", num_classes, settings.top_k), Statistics("token", num_classes, settings.top_k)
+    truncated = 0
+    for record in store:
+        words.add(record)
+        tokens.add(record)
+        truncated += record["truncated"]
+    word_stats = words.results()
+    candidates = [
+        s.item for s in word_stats if s.count >= settings.thresholds.min_count and not s.special
+    ][: settings.shortcut_candidates]
+    shortcuts = measure_shortcuts(model, tokenizer, store, candidates, settings, progress)
+    rationale = None
+    if words.rationale_share:
+        rationale = {
+            "documents": len(words.rationale_share),
+            "mean_relevance_inside": sum(words.rationale_share) / len(words.rationale_share),
+            "mean_fraction_of_words_inside": sum(words.rationale_fraction) / len(words.rationale_fraction),
+        }
+    report = AuditReport(
+        meta={**meta, "top_k": settings.top_k, "truncated": truncated, "labels": model_labels},
+        words=word_stats,
+        tokens=tokens.results(),
+        shortcuts=shortcuts,
+        thresholds=settings.thresholds,
+        rationale=rationale,
+    )
+    report.attach_examples(store)
+    if out is not None:
+        report.save(out)
+    return report
+
+
+def _explain(model, tokenizer, pending, store, method, settings, max_length, structure, progress) -> None:
+    if not pending:
+        return
+    lengths = [len(ids) for ids in tokenizer([e.text for e, _ in pending], add_special_tokens=True)["input_ids"]]
+    order = sorted(range(len(pending)), key=lambda i: lengths[i])  # similar lengths share a batch: less padding
+    uncased = _uncased(tokenizer)
+    readout = _readout_ids(tokenizer)
+    device = next(model.parameters()).device
+    bar = tqdm(total=len(pending), desc="audit", unit="doc", disable=not progress)
+    for start in range(0, len(order), settings.batch_size):
+        chunk = [pending[i] for i in order[start : start + settings.batch_size]]
+        texts = [example.text for example, _ in chunk]
+        encodings = tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+            return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)), return_special_tokens_mask=True,
+        )
+        inputs = {k: v.to(device) for k, v in encodings.items() if k not in ("offset_mapping", "special_tokens_mask")}
+        target = torch.tensor([label for _, label in chunk], device=device) if settings.target == "label" else None
+        result = attribute(model, inputs, method, target, structure=structure)
+        store.append([
+            _record(tokenizer, example, label, row, encodings, result, uncased, readout, lengths[order[start + row]] > max_length)
+            for row, (example, label) in enumerate(chunk)
+        ])
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _record(tokenizer, example, label, row, encodings, result, uncased, readout, truncated) -> dict:
+    mask = encodings["attention_mask"][row].bool()
+    ids = encodings["input_ids"][row][mask].tolist()
+    special = [bool(s) for s in encodings["special_tokens_mask"][row][mask].tolist()]
+    scores = result.scores[row][mask].float().tolist()
+    tokens = [str(t) for t in tokenizer.convert_ids_to_tokens(ids)]
+    excluded = [s and i in readout for s, i in zip(special, ids)]
+    offsets = None
+    words = []
+    if "offset_mapping" in encodings:
+        offsets = [tuple(map(int, pair)) for pair in encodings["offset_mapping"][row][mask].tolist()]
+        word_ids = [w for w, keep in zip(encodings.word_ids(row), mask.tolist()) if keep]
+        groups: dict[int, list[int]] = {}
+        for position, word in enumerate(word_ids):
+            if word is not None and not special[position]:
+                groups.setdefault(word, []).append(position)
+        for positions in groups.values():
+            key = example.text[offsets[positions[0]][0] : offsets[positions[-1]][1]]
+            words.append([key.lower() if uncased else key, positions])
+    else:  # a slow tokenizer gives no word boundaries: every piece is its own word
+        words = [[tokens[p].lower() if uncased else tokens[p], [p]] for p in range(len(tokens)) if not special[p]]
+    rationale = None
+    if example.rationales and offsets is not None:
+        rationale = [
+            not special[p] and any(offsets[p][0] < end and offsets[p][1] > begin for begin, end in example.rationales)
+            for p in range(len(ids))
+        ]
+    probabilities = torch.softmax(result.logits[row].float(), -1)
+    return {
+        "id": example.id,
+        "label": int(label),
+        "predicted": int(probabilities.argmax()),
+        "target": None if result.target_classes is None else int(result.target_classes[row]),
+        "probabilities": probabilities.tolist(),
+        "truncated": bool(truncated),
+        "text": example.text,
+        "tokens": tokens,
+        "ids": ids,
+        "scores": scores,
+        "special": special,
+        "excluded": excluded,
+        "offsets": offsets,
+        "words": words,
+        "rationale": rationale,
+    }
+
+
+def measure_shortcuts(
+    model, tokenizer, records, candidates: list[str], settings: AuditSettings, progress: bool = True
+) -> list[ShortcutResult]:
+    """Replace each candidate word with the mask token (pad where there is none) in up to
+    ``shortcut_documents`` documents that contain it, and measure how the prediction moves."""
+    if not candidates:
+        return []
+    replacement = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.pad_token_id
+    if replacement is None:
+        raise ValueError(
+            "measuring shortcuts needs a mask or pad token, and the tokenizer has neither; set shortcut_candidates=0"
+        )
+    wanted = set(candidates)
+    jobs: dict[str, list] = {c: [] for c in candidates}
+    for record in records:
+        found: dict[str, tuple[list[int], tuple | None]] = {}
+        for unit in units(record, "word"):
+            if unit.key in wanted and len(jobs[unit.key]) < settings.shortcut_documents:
+                positions, span = found.get(unit.key, ([], unit.span))
+                found[unit.key] = (positions + unit.positions, span)
+        for key, (positions, span) in found.items():
+            ids = list(record["ids"])
+            for p in positions:
+                ids[p] = replacement
+            jobs[key].append((record["id"], ids, record["predicted"], record["probabilities"], snippet(record["text"], span)))
+    flat = [(key, job) for key in candidates for job in jobs[key]]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    probabilities = []
+    with _evaluating(model), torch.no_grad():
+        batches = range(0, len(flat), settings.batch_size)
+        for start in tqdm(batches, desc="shortcuts", unit="batch", disable=not progress):
+            chunk = [job for _, job in flat[start : start + settings.batch_size]]
+            width = max(len(job[1]) for job in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, job in enumerate(chunk):
+                ids[row, : len(job[1])] = torch.tensor(job[1])
+                attention[row, : len(job[1])] = 1
+            output = model(input_ids=ids.to(device), attention_mask=attention.to(device))
+            logits = output.logits if hasattr(output, "logits") else output
+            probabilities.extend(torch.softmax(logits.float(), -1).cpu().tolist())
+    results = []
+    cursor = 0
+    for key in candidates:
+        measured = jobs[key]
+        after = probabilities[cursor : cursor + len(measured)]
+        cursor += len(measured)
+        drops, flips, evidence = [], 0, []
+        for (doc, _, predicted, before, context), new in zip(measured, after):
+            drop = before[predicted] - new[predicted]
+            flipped = max(range(len(new)), key=new.__getitem__) != predicted
+            flips += flipped
+            drops.append((drop, flipped))
+            evidence.append([drop, doc, context])
+        affected = sum(1 for drop, flipped in drops if flipped or drop >= settings.thresholds.move)
+        evidence.sort(key=lambda e: -e[0])
+        results.append(
+            ShortcutResult(
+                item=key,
+                measured=len(measured),
+                flips=flips,
+                affected=affected,
+                mean_drop=sum(d for d, _ in drops) / len(drops) if drops else 0.0,
+                evidence=evidence[:3],
+            )
+        )
+    results.sort(key=lambda r: (-r.affected, -r.mean_drop, r.item))
+    return results
+
+
+@contextlib.contextmanager
+def _evaluating(model):
+    """Eval mode for plain forwards (no dropout), the model's own modes restored afterwards."""
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(model.modules(), modes):
+            module.training = mode
+
+
+def _max_length(model, tokenizer) -> int:
+    config = getattr(model, "config", None)
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None)]
+    limits = [int(x) for x in limits if x and x < 1_000_000]
+    return min(limits) if limits else 512
+
+
+def _uncased(tokenizer) -> bool:
+    return tokenizer.tokenize("Hello World") == tokenizer.tokenize("hello world")
+
+
+def _readout_ids(tokenizer) -> set[int]:
+    """The token the classifier reads out ([CLS], else the sequence start)."""
+    for name in ("cls_token_id", "bos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return {int(value)}
+    return set()
+
+
+def _fingerprint(model) -> str:
+    """Tells one model's weights from another's, for resume checks."""
+    with torch.no_grad():
+        total = sum(float(p.detach().double().abs().sum()) for p in model.parameters())
+        count = sum(p.numel() for p in model.parameters())
+    return f"{type(model).__name__}:{count}:{total:.6e}"
+
+
+__all__ = ["AuditSettings", "DocumentStore", "audit", "measure_shortcuts"]

@@ -1,0 +1,96 @@
+"""``relevancy finetune``: fine-tune a classifier with relevance guidance; the base model on disk is
+only read, the result is saved with ``save_pretrained`` to ``--out``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .audit import add_data_arguments, data_options
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("finetune", help="fine-tune a text classifier away from given tokens or towards rationales")
+    add_data_arguments(parser)
+    parser.add_argument("--model", required=True, help="the base model: a local directory or hub name (never modified)")
+    parser.add_argument("--out", required=True, help="folder for the fine-tuned model and finetune.json")
+    guide = parser.add_argument_group("what to guide the relevance with (at least one)")
+    guide.add_argument("--words", default=None, help="comma-separated tokens whose relevance is penalised")
+    guide.add_argument("--words-file", default=None, help="a file with one token per line to penalise")
+    guide.add_argument("--audit-json", default=None, help="penalise the words flagged in this report.json of relevancy audit")
+    guide.add_argument("--audit-flags", default="shortcut", help="flags of --audit-json: shortcut, over_relevant")
+    guide.add_argument("--rationales", action="store_true", help="reward relevance on the data's rationales (ERASER evidences)")
+    parser.add_argument(
+        "--method", default="transformer_attribution", choices=("transformer_attribution", "gradient_x_attention"),
+        help="a method whose map is differentiable",
+    )
+    parser.add_argument("--target", default="label", choices=("label", "predicted"), help="which class's map is guided")
+    parser.add_argument("--penalty-weight", type=float, default=1.0)
+    parser.add_argument("--rationale-weight", type=float, default=1.0)
+    parser.add_argument("--classification-weight", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--max-length", type=int, default=None, help="truncate longer texts")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def guided_words(args) -> list[str]:
+    from ..finetune import audit_words
+
+    words = []
+    if args.words:
+        words += args.words.split(",")
+    if args.words_file:
+        path = Path(args.words_file)
+        if not path.exists():
+            raise FileNotFoundError(f"no word list at {path}")
+        words += path.read_text(encoding="utf-8").splitlines()
+    if args.audit_json:
+        words += audit_words(args.audit_json, [k.strip() for k in args.audit_flags.split(",") if k.strip()])
+    return [w.strip() for w in words if w.strip()]
+
+
+def run(args) -> int:
+    from ..adapters.loading import load
+    from ..audit.data import load_texts, parse_label_map
+    import torch
+
+    from ..finetune import RelevanceLoss, fine_tune, penalised_token_ids, training_examples
+
+    out = Path(args.out)
+    if out.resolve() == Path(args.model).resolve():
+        raise ValueError("--out is the base model's folder: choose another folder (the base model is never overwritten)")
+    words = guided_words(args)
+    if not words and not args.rationales:
+        raise ValueError("nothing to guide the relevance with: give --words, --words-file, --audit-json or --rationales")
+    dataset = load_texts(args.data, **data_options(args))
+    if args.rationales and not dataset.has_rationales:
+        raise ValueError(f"--rationales: {dataset.source} has no human rationales (the ERASER layout with evidences has them)")
+    model, tokenizer = load(args.model)  # a fresh copy read from disk: the base files are never written
+    labels = model.config.id2label or {i: str(i) for i in range(model.config.num_labels)}
+    examples = training_examples(dataset, {int(k): v for k, v in labels.items()}, parse_label_map(args.label_map))
+    ids = penalised_token_ids(tokenizer, words) if words else []
+    loss = RelevanceLoss.for_tokenizer(
+        tokenizer, method=args.method, target=args.target, penalised_ids=ids,
+        classification_weight=args.classification_weight, penalty_weight=args.penalty_weight if ids else 0.0,
+        rationale_weight=args.rationale_weight if args.rationales else 0.0,
+    )
+    torch.manual_seed(args.seed)
+    result = fine_tune(
+        model, tokenizer, examples, loss, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        max_length=args.max_length, seed=args.seed, in_place=True, progress=not args.quiet,
+    )
+    result.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    settings = {k: v for k, v in vars(args).items() if k != "run"}
+    penalised = tokenizer.convert_ids_to_tokens(ids)
+    record = {"settings": settings, "penalised_tokens": penalised, "history": result.history}
+    (out / "finetune.json").write_text(json.dumps(record, indent=2))
+    last = result.history[-1]
+    print(f"penalised tokens: {', '.join(penalised) or 'none'}")
+    print("last step: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"))
+    print(f"wrote the fine-tuned model to {out}")
+    return 0

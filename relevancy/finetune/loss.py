@@ -1,0 +1,159 @@
+"""Cross-entropy plus terms on a differentiable relevance map: move the model's evidence.
+
+Text: penalise the share of relevance on given positions (a shortcut token, words from an audit),
+and/or reward the share on human rationales. Images (RobustViT, Chefer et al., NeurIPS 2022):
+relevance on the patch grid should be 0 on the background and 1 on the foreground.
+
+Maps are normalised per sample (shares of the positive relevance over content positions for text,
+divided by the maximum for images), so the weights mean the same for every model and method.
+Special tokens are not content: the classifier's [CLS] holds the rollout's identity term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..adapters.structure import describe
+from ..engine import attribute
+from ..methods import get_method
+
+MASK_KEYS = ("labels", "penalty_mask", "rationale_mask", "special_tokens_mask", "foreground_mask")
+_TINY = 1e-30
+
+
+@dataclass
+class RelevanceLossOutput:
+    loss: torch.Tensor  # what to backpropagate
+    classification: torch.Tensor  # the cross-entropy part (unweighted)
+    penalty: torch.Tensor  # mean share of relevance on penalised positions (unweighted)
+    rationale: torch.Tensor  # mean share of relevance outside the rationales (unweighted)
+    foreground: torch.Tensor  # RobustViT foreground term (unweighted)
+    background: torch.Tensor  # RobustViT background term (unweighted)
+    logits: torch.Tensor  # of the model's own forward (its current mode: dropout while training)
+    scores: torch.Tensor | None  # the differentiable map (B, N), None when no relevance term is weighted
+
+    def parts(self) -> dict[str, float]:
+        """The terms as floats, for logging."""
+        names = ("loss", "classification", "penalty", "rationale", "foreground", "background")
+        return {name: float(getattr(self, name).detach()) for name in names}
+
+
+class RelevanceLoss(nn.Module):
+    """``loss = classification_weight * CE + penalty_weight * penalty + rationale_weight * rationale
+    + foreground_weight * foreground + background_weight * background``.
+
+    Call it as ``loss_fn(model, batch)`` with the model's inputs plus ``labels`` and, as needed,
+    ``penalty_mask`` / ``rationale_mask`` (B, N) over token positions, ``special_tokens_mask`` (B, N),
+    ``foreground_mask`` (B, H, W) in pixels or on the patch grid. ``penalised_ids`` builds the
+    penalty mask from the input ids when the batch has none. The cross-entropy is that of a plain
+    forward in the model's current mode (dropout while training); the map comes from a second,
+    eval-mode forward (``attribute`` switches dropout off and restores the mode).
+    """
+
+    def __init__(
+        self,
+        method="transformer_attribution",
+        *,
+        classification_weight: float = 1.0,
+        penalty_weight: float = 1.0,
+        rationale_weight: float = 1.0,
+        foreground_weight: float = 0.0,
+        background_weight: float = 0.0,
+        target: str = "label",
+        penalised_ids: Iterable[int] | None = None,
+        special_ids: Iterable[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if target not in ("label", "predicted"):
+            raise ValueError(f"unknown target {target!r}: explain the true 'label' or the 'predicted' class")
+        weights = dict(
+            classification_weight=classification_weight, penalty_weight=penalty_weight, rationale_weight=rationale_weight,
+            foreground_weight=foreground_weight, background_weight=background_weight,
+        )
+        negative = [name for name, value in weights.items() if value < 0]
+        if negative:
+            raise ValueError(f"weights must be >= 0: {', '.join(negative)}")
+        self.method = get_method(method)
+        self.weights = weights
+        self.target = target
+        self.penalised_ids = sorted({int(i) for i in penalised_ids or ()})
+        self.special_ids = sorted({int(i) for i in special_ids or ()})
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, **options) -> "RelevanceLoss":
+        """With the tokenizer's special tokens left out of the normalisation."""
+        return cls(special_ids=tokenizer.all_special_ids, **options)
+
+    def forward(self, model: nn.Module, batch: dict) -> RelevanceLossOutput:
+        inputs = {k: v for k, v in batch.items() if k not in MASK_KEYS}
+        labels = batch.get("labels")
+        if labels is None and (self.target == "label" or self.weights["classification_weight"] > 0):
+            raise ValueError("the batch has no 'labels': the cross-entropy and the explained class need them")
+        w = self.weights
+        output = model(**inputs)
+        logits = output.logits if hasattr(output, "logits") else output
+        zero = logits.new_zeros(())
+        classification = F.cross_entropy(logits, labels) if labels is not None else zero
+        penalty = rationale = foreground = background = zero
+        scores = None
+        if any(w[k] > 0 for k in ("penalty_weight", "rationale_weight", "foreground_weight", "background_weight")):
+            target = labels if self.target == "label" else None
+            scores = attribute(model, inputs, self.method, target, differentiable=True).scores
+            if "input_ids" in inputs:
+                shares = self._shares(scores, inputs, batch)
+                penalty_mask = batch.get("penalty_mask")
+                if penalty_mask is None and self.penalised_ids:
+                    penalty_mask = torch.isin(inputs["input_ids"], torch.tensor(self.penalised_ids, device=scores.device))
+                if penalty_mask is not None and w["penalty_weight"] > 0:
+                    penalty = _mean_over_marked((shares * penalty_mask).sum(-1), penalty_mask)
+                rationale_mask = batch.get("rationale_mask")
+                if rationale_mask is not None and w["rationale_weight"] > 0:
+                    rationale = _mean_over_marked(1 - (shares * rationale_mask).sum(-1), rationale_mask)
+            elif batch.get("foreground_mask") is not None:
+                foreground, background = self._robustvit(model, scores, batch["foreground_mask"])
+        loss = (
+            w["classification_weight"] * classification + w["penalty_weight"] * penalty + w["rationale_weight"] * rationale
+            + w["foreground_weight"] * foreground + w["background_weight"] * background
+        )
+        return RelevanceLossOutput(loss, classification, penalty, rationale, foreground, background, logits, scores)
+
+    def _shares(self, scores: torch.Tensor, inputs: dict, batch: dict) -> torch.Tensor:
+        """Each content position's share of the sample's positive relevance."""
+        content = torch.ones_like(scores, dtype=torch.bool)
+        if inputs.get("attention_mask") is not None:
+            content &= inputs["attention_mask"].bool()
+        if batch.get("special_tokens_mask") is not None:
+            content &= ~batch["special_tokens_mask"].bool()
+        if self.special_ids:
+            content &= ~torch.isin(inputs["input_ids"], torch.tensor(self.special_ids, device=scores.device))
+        positive = scores.clamp(min=0) * content
+        return positive / positive.sum(-1, keepdim=True).clamp_min(_TINY)
+
+    @staticmethod
+    def _robustvit(model, scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = describe(model).grid
+        if grid is None:
+            raise ValueError("foreground masks need an image model with a patch grid (image_size and patch_size in its config)")
+        patches = scores[:, -grid[0] * grid[1] :].reshape(-1, *grid).clamp(min=0)
+        relevance = patches / patches.flatten(1).amax(-1).clamp_min(_TINY)[:, None, None]
+        mask = mask.to(relevance.dtype)
+        if mask.dim() != 3:
+            raise ValueError(f"foreground_mask must be (batch, height, width), got shape {tuple(mask.shape)}")
+        if tuple(mask.shape[-2:]) != grid:  # pixels: the foreground fraction of each patch
+            mask = F.adaptive_avg_pool2d(mask[:, None], grid)[:, 0]
+        background = ((relevance * (1 - mask)) ** 2).mean()
+        foreground = ((relevance * mask - mask) ** 2).mean()
+        return foreground, background
+
+
+def _mean_over_marked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the samples that have any marked position (others have nothing to move)."""
+    marked = mask.flatten(1).any(-1)
+    if not marked.any():
+        return values.new_zeros(())
+    return values[marked].mean()

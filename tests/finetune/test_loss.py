@@ -1,0 +1,135 @@
+"""RelevanceLoss: its value, an exact gradient (finite differences in float64), its direction, images."""
+
+import pytest
+import torch
+
+import relevancy
+from relevancy.finetune import RelevanceCollator, RelevanceLoss
+from tests.audit import toy
+from tests.models import build, redraw
+
+TEXTS = ["zq good movie", "the plot was zq dull .", "a fine film"]
+
+
+def batch(tokenizer, rationales=True):
+    examples = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)]
+    if rationales:
+        examples[1]["rationales"] = [(16, 20)]  # "dull"
+    return RelevanceCollator(tokenizer)(examples)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tokenizer = toy.tokenizer()
+    model = toy.model(dtype=torch.float64)
+    redraw(model, 1)  # larger weights than BERT's initialiser: a map with real structure
+    ids = [tokenizer.convert_tokens_to_ids(toy.PLANTED)]
+    return model, tokenizer, ids
+
+
+def test_terms_equal_shares_of_the_map(setup):
+    model, tokenizer, ids = setup
+    data = batch(tokenizer)
+    loss = RelevanceLoss.for_tokenizer(tokenizer, penalised_ids=ids)(model, data)
+    scores = relevancy.attribute(
+        model, {k: data[k] for k in ("input_ids", "attention_mask")}, "transformer_attribution", data["labels"]
+    ).scores
+    content = data["attention_mask"].bool() & ~data["special_tokens_mask"].bool()
+    shares = scores.clamp(min=0) * content
+    shares = shares / shares.sum(-1, keepdim=True)
+    planted = data["input_ids"] == ids[0]
+    expected_penalty = (shares * planted).sum(-1)[:2].mean()  # the third text has no planted token
+    assert loss.penalty.item() == pytest.approx(expected_penalty.item(), rel=1e-9)
+    assert loss.rationale.item() == pytest.approx(1 - (shares[1] * data["rationale_mask"][1]).sum().item(), rel=1e-9)
+    ce = torch.nn.functional.cross_entropy(model(**{k: data[k] for k in ("input_ids", "attention_mask")}).logits, data["labels"])
+    assert loss.classification.item() == pytest.approx(ce.item(), rel=1e-12)
+    assert loss.loss.item() == pytest.approx((ce + expected_penalty + loss.rationale).item(), rel=1e-9)
+
+
+def check_gradient(model, tokenizer, ids, method, probes):
+    """d loss / d theta from autograd against central differences, one parameter entry at a time."""
+    data = batch(tokenizer)
+    loss_fn = RelevanceLoss.for_tokenizer(tokenizer, method=method, penalised_ids=ids, penalty_weight=2.0, rationale_weight=0.5)
+    parameters = dict(model.named_parameters())
+    loss = loss_fn(model, data).loss
+    grads = torch.autograd.grad(loss, [parameters[name] for name, _ in probes], allow_unused=True)
+    h = 1e-6
+    for (name, index), grad in zip(probes, grads):
+        parameter = parameters[name]
+        with torch.no_grad():
+            original = parameter[index].item()
+            parameter[index] = original + h
+            up = loss_fn(model, data).loss.item()
+            parameter[index] = original - h
+            down = loss_fn(model, data).loss.item()
+            parameter[index] = original
+        numeric = (up - down) / (2 * h)
+        analytic = 0.0 if grad is None else grad[index].item()
+        assert abs(analytic - numeric) <= 1e-4 * max(abs(numeric), 1e-3), (name, analytic, numeric)
+
+
+@pytest.mark.parametrize("method", ["transformer_attribution", "gradient_x_attention"])
+def test_gradient_matches_finite_differences(setup, method):
+    model, tokenizer, ids = setup
+    probes = [
+        ("bert.encoder.layer.0.attention.self.query.weight", (3, 5)),
+        ("bert.encoder.layer.1.attention.self.key.weight", (7, 2)),
+        ("bert.encoder.layer.1.output.dense.weight", (4, 9)),
+        ("bert.encoder.layer.0.output.LayerNorm.weight", (11,)),
+        ("bert.embeddings.position_embeddings.weight", (2, 6)),
+        ("classifier.weight", (1, 4)),
+    ]
+    check_gradient(model, tokenizer, ids, method, probes)
+
+
+def test_gradient_reaches_the_word_embeddings(setup):
+    model, tokenizer, ids = setup
+    check_gradient(model, tokenizer, ids, "transformer_attribution", [("bert.embeddings.word_embeddings.weight", (ids[0], 3))])
+
+
+def test_penalty_moves_relevance_off_the_tokens():
+    torch.manual_seed(0)
+    tokenizer = toy.tokenizer()
+    model = toy.model()
+    redraw(model, 2)
+    ids = [tokenizer.convert_tokens_to_ids(toy.PLANTED)]
+    loss_fn = RelevanceLoss.for_tokenizer(tokenizer, penalised_ids=ids, classification_weight=0.0)
+    data = batch(tokenizer, rationales=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    history = []
+    for _ in range(8):
+        output = loss_fn(model, data)
+        history.append(output.penalty.item())
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+    assert history[-1] < history[0]
+
+
+def test_robustvit_terms_on_the_patch_grid():
+    model = build("vit")  # 32 x 32 pixels, 8 x 8 patches: a 4 x 4 grid after one class token
+    mask = torch.zeros(1, 4, 4)
+    mask[0, :2] = 1
+    scores = torch.cat([torch.ones(1, 1), mask.flatten(1) * 3.0], 1)  # relevance exactly on the foreground
+    foreground, background = RelevanceLoss._robustvit(model, scores, mask)
+    assert foreground.item() == 0 and background.item() == 0
+    uniform = torch.ones(1, 17)
+    pixels = mask.repeat_interleave(8, 1).repeat_interleave(8, 2)  # the same mask in pixels
+    foreground, background = RelevanceLoss._robustvit(model, uniform, pixels)
+    assert foreground.item() == pytest.approx(0.0) and background.item() == pytest.approx(0.5)
+    loss_fn = RelevanceLoss(classification_weight=0.0, foreground_weight=1.0, background_weight=1.0)
+    inputs = {
+        "pixel_values": torch.randn(2, 3, 32, 32), "labels": torch.tensor([0, 1]), "foreground_mask": pixels.expand(2, -1, -1)
+    }
+    output = loss_fn(model, inputs)
+    (gradient,) = torch.autograd.grad(output.loss, model.vit.layers[0].attention.q_proj.weight)
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="unknown target"):
+        RelevanceLoss(target="logit")
+    with pytest.raises(ValueError, match="penalty_weight"):
+        RelevanceLoss(penalty_weight=-1)
+    with pytest.raises(ValueError, match="unknown method"):
+        RelevanceLoss(method="nope")
