@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("explain",)
+COMMANDS = ("explain", "audit", "finetune", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
