@@ -1,0 +1,92 @@
+"""Decoder LLMs (GPT-2, Llama, Mistral, Qwen2 from small seeded configs): conservation, the shared
+forward of answer attribution equals one call per token, the model comes back as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+import relevancy
+from relevancy.adapters.structure import describe
+from relevancy.engine import Run
+from relevancy.rules.base import Pass
+from relevancy.targets import TokenAt
+from relevancy.tracing import RelevanceScope
+from tests.models import assert_unchanged, redraw, snapshot
+
+_SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64, vocab_size=100)
+
+
+def build(kind: str, seed: int = 0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    model = {
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100, bos_token_id=0, eos_token_id=0)),
+        "llama": lambda: LlamaForCausalLM(LlamaConfig(**_SMALL)),
+        "mistral": lambda: MistralForCausalLM(MistralConfig(**_SMALL)),
+        "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(**_SMALL)),
+    }[kind]()
+    redraw(model, seed)
+    return model.to(dtype).eval()
+
+
+KINDS = ["gpt2", "llama", "mistral", "qwen2"]
+IDS = torch.tensor([[5, 17, 42, 8, 99, 23, 61]])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_conservation_at_block_boundaries(kind):
+    model = build(kind)
+    with RelevanceScope(model) as scope:
+        run = Run(model, describe(model), {"input_ids": IDS}, TokenAt(7, -1), scope)
+        run.forward()
+        run.backward(Pass.RELEVANCE)
+        for index, relevance in run.boundaries[Pass.RELEVANCE].items():
+            torch.testing.assert_close(relevance.sum(), torch.tensor(1.0), rtol=1e-3, atol=1e-3, msg=f"boundary {index}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["transformer_attribution", "full_lrp", "gradient_x_attention"])
+def test_answer_targets_from_one_forward_equal_separate_calls(kind, method):
+    model = build(kind, dtype=torch.float64)
+    before = snapshot(model)
+    targets = [TokenAt(token, position) for token, position in ((3, 3), (11, 4), (50, 6))]
+    shared = relevancy.attribute_targets(model, {"input_ids": IDS}, method, targets)
+    for target, result in zip(targets, shared):
+        alone = relevancy.attribute(model, {"input_ids": IDS}, method, target)
+        torch.testing.assert_close(result.scores, alone.scores, rtol=1e-9, atol=1e-12)
+        assert result.scores[0, target.position + 1 :].abs().sum() == 0  # causal: nothing after the position
+    assert_unchanged(model, before)
+
+
+def test_rotary_relevance_stays_at_its_position():
+    """q cos + rotate_half(q) sin passes relevance through unchanged: the relevance reaching the
+    pre-rotary query equals the relevance at the post-rotary query, feature by feature."""
+    from relevancy.rules.elementwise import FirstOperand
+
+    relevance = torch.randn(2, 4, 5, 8)
+    q = torch.randn(2, 4, 5, 8)
+    share, rest = FirstOperand().relevance(relevance, q, q.flip(-1))
+    assert torch.equal(share, relevance) and rest is None
+
+
+def test_explain_answer_matrix_and_sink_option():
+    from relevancy.generation import explain_answer
+
+    model = build("llama")
+
+    class Tokenizer:  # ids are the words' numbers: enough for the matrix's bookkeeping
+        def __call__(self, text, add_special_tokens=True, return_tensors=None):
+            ids = ([1] if add_special_tokens else []) + [int(w) for w in text.split()]
+            return {"input_ids": ids}
+
+        def convert_ids_to_tokens(self, ids):
+            return [str(i) for i in ids]
+
+    result = explain_answer(model, Tokenizer(), "5 17 42 8", answer="9 61 23")
+    assert result.matrix.shape == (3, 8) and result.prompt_length == 5
+    assert result.answer_tokens == ["9", "61", "23"]
+    assert (result.matrix[0, 5:] == 0).all() and (result.matrix[2, 7:] == 0).all()
+    assert result.normalised(drop_sink=True)[:, 0].tolist() == [0.0, 0.0, 0.0]
+    assert result.summed(drop_sink=True).shape == (5,)
