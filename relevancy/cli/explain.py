@@ -19,6 +19,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default="relevancy-out", help="folder for the HTML/PNG/JSON files")
     parser.add_argument("--format", default="html,json,png", help="comma-separated: html, json, png (png for images)")
     parser.add_argument("--no-color", action="store_true", help="plain terminal output")
+    parser.add_argument("--generate", type=int, default=None, metavar="N",
+                        help="causal LMs: generate N tokens and explain each of them (prompt tokens per answer token)")
+    parser.add_argument("--drop-sink", action="store_true", help="causal LMs: leave the first token out of normalisation")
     parser.set_defaults(run=run)
 
 
@@ -26,6 +29,8 @@ def run(args) -> int:
     from ..explainer import Explainer
 
     explainer = Explainer.from_pretrained(args.model)
+    if explainer.structure.causal:
+        return _explain_answer(explainer, args)
     options = {} if args.start_layer is None else {"start_layer": args.start_layer}
     target = int(args.target) if args.target is not None and args.target.lstrip("-").isdigit() else args.target
     image_input = explainer.structure.modality == "image"
@@ -49,6 +54,22 @@ def run(args) -> int:
         written.append(explanation.save_png(out / f"{stem}.png"))
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _explain_answer(explainer, args) -> int:
+    from ..generation import explain_answer
+    from ..viz.text import render_terminal
+
+    result = explain_answer(explainer.model, explainer.processor, args.input, max_new_tokens=args.generate or 1,
+                            method=args.method)
+    normalised = result.normalised(args.drop_sink)
+    prompt = result.tokens[: result.prompt_length]
+    print(f"{args.method} — answer: {''.join(result.answer_tokens)!r}")
+    color = not args.no_color and sys.stdout.isatty()
+    for t, token in enumerate(result.answer_tokens):
+        print(f"{token!r:>14}: " + render_terminal(prompt, list(normalised[t, : result.prompt_length]), signed=result.signed, use_color=color))
+    print("prompt tokens carrying the answer: " + ", ".join(f"{w} ({s:.2f})" for w, s in result.top_prompt_tokens(5, args.drop_sink)))
     return 0
 
 
