@@ -39,8 +39,10 @@ class Explanation:
     prefix_scores: np.ndarray | None = None  # class/distillation token positions of a ViT
 
     # -- text -----------------------------------------------------------------------------------
-    def words(self, aggregate: str = "sum") -> list[tuple[str, float]]:
-        """(word, score) pairs: word pieces combined by ``aggregate`` ("sum", "max" or "mean")."""
+    def words(self, aggregate: str = "sum", relative: bool = False) -> list[tuple[str, float]]:
+        """(word, score) pairs: word pieces combined by ``aggregate`` ("sum", "max" or "mean").
+        ``relative`` divides by the largest |word score|, so the strongest word reads 1 whatever the
+        method's scale (raw relevance of a whole map is often of order 1e-3 per word)."""
         if self.tokens is None:
             raise TypeError("words() is for text explanations")
         reduce = {"sum": np.sum, "max": np.max, "mean": np.mean}[aggregate]
@@ -56,6 +58,9 @@ class Explanation:
             else:
                 surface = "".join(self.tokens[p].removeprefix("##") for p in positions)
             words.append((surface, float(reduce(self.scores[positions]))))
+        scale = max((abs(score) for _, score in words), default=0.0)
+        if relative and scale > 0:
+            words = [(word, score / scale) for word, score in words]
         return words
 
     def top_tokens(self, k: int = 5) -> list[tuple[str, float]]:
@@ -99,7 +104,9 @@ class Explanation:
 
         if self.tokens is None:
             raise TypeError("terminal view is for text explanations; save_png() shows images")
-        return render_terminal(self.tokens, self._display_scores(), signed=self.signed, use_color=use_color)
+        shown = np.asarray(self._display_scores())
+        scale = np.abs(shown).max() if shown.size else 0.0
+        return render_terminal(self.tokens, list(shown / scale) if scale > 0 else list(shown), signed=self.signed, use_color=use_color)
 
     def overlay(self, alpha: float = 0.5) -> np.ndarray:
         from .viz.image import overlay

@@ -40,7 +40,8 @@ def run(args) -> int:
     print(explanation.title)
     if explanation.tokens is not None:
         print(explanation.to_terminal(use_color=not args.no_color and sys.stdout.isatty()))
-        print("top words: " + ", ".join(f"{w} ({s:+.3f})" for w, s in sorted(explanation.words(), key=lambda x: -x[1])[:5]))
+        strongest = sorted(explanation.words(relative=True), key=lambda x: -x[1])[:5]
+        print("top words (relative to the strongest): " + ", ".join(f"{w} ({s:+.2f})" for w, s in strongest))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = _slug(Path(args.input).stem if image_input else args.input) + f"-{args.method}"
