@@ -41,3 +41,13 @@ def test_cli_explain_writes_files(tmp_path, capsys):
 def test_cli_reports_bad_target(tmp_path, capsys):
     assert main(["explain", "a gorgeous film", "--target", "joyful", "--out", str(tmp_path)]) == 2
     assert "unknown label 'joyful'" in capsys.readouterr().err
+
+
+def test_relative_words_keep_order_and_scale_the_strongest_to_one(explainer):
+    explanation = explainer("a gorgeous, moving film")
+    raw, relative = explanation.words(), explanation.words(relative=True)
+    scale = max(abs(score) for _, score in raw)
+    assert [w for w, _ in raw] == [w for w, _ in relative]
+    assert max(abs(score) for _, score in relative) == pytest.approx(1.0)
+    for (_, r), (_, rel) in zip(raw, relative):
+        assert rel == pytest.approx(r / scale)
