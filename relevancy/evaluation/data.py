@@ -154,7 +154,9 @@ def _eraser_words(folder: Path, docid: str, where: str) -> list[str]:
 def _check_span(span: dict, docid: str, words: list[str], where: str) -> None:
     if span.get("docid", docid) != docid:
         raise ValueError(f"{where}: an evidence span is in document {span['docid']!r}, not in {docid!r}")
-    start, end = span["start_token"], span["end_token"]
+    start, end = span.get("start_token"), span.get("end_token")
+    if not (isinstance(start, int) and isinstance(end, int)):
+        raise ValueError(f"{where}: an evidence span needs integer 'start_token' and 'end_token'; it has {start!r}, {end!r}")
     if not 0 <= start < end <= len(words):
         raise ValueError(
             f"{where}: evidence span [{start}, {end}) is out of range for {docid!r}, which has {len(words)} tokens"
