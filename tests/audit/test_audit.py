@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from relevancy.audit import AuditSettings, audit
 from relevancy.cli.main import main
@@ -16,11 +15,7 @@ FAST = AuditSettings(batch_size=64, shortcut_candidates=8, shortcut_documents=32
 @pytest.fixture(scope="module")
 def planted():
     """A tiny BERT trained on sentences where "zq" marks 90 % of the positives."""
-    torch.manual_seed(0)
-    rows = toy.sentences(320)
-    tokenizer = toy.tokenizer()
-    model = toy.train(toy.model(), tokenizer, rows)
-    return model, tokenizer, rows
+    return toy.shortcut_model()
 
 
 def test_planted_shortcut_is_ranked_first(planted, tmp_path):

@@ -3,6 +3,7 @@ sentences where a made-up word ("zq") is planted into most positive examples."""
 
 from __future__ import annotations
 
+import functools
 import random
 
 import torch
@@ -70,3 +71,12 @@ def train(net, tok, rows, steps: int = 250, batch_size: int = 32, seed: int = 0,
         loss.backward()
         optimizer.step()
     return net.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def shortcut_model():
+    """(model, tokenizer, rows): the tiny BERT trained on ``sentences(320)``, which leans on PLANTED.
+    Trained once per test process and shared by the audit and fine-tuning tests; do not change it."""
+    rows = sentences(320)
+    tok = tokenizer()
+    return train(model(), tok, rows), tok, rows

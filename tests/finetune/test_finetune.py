@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from relevancy.audit import load_texts
+from relevancy.audit import AuditSettings, audit, load_texts
 from relevancy.cli.main import main
 from relevancy.finetune import (
     RelevanceCollator, RelevanceLoss, audit_words, fine_tune, penalised_token_ids, training_examples,
@@ -139,3 +139,25 @@ def test_relevance_trainer(base, tmp_path):
     output = trainer.train()
     assert torch.isfinite(torch.tensor(output.training_loss))
     assert any(not torch.equal(a, b) for a, b in zip(initial, student.parameters()))
+
+
+def test_miniature_experiment_moves_relevance_off_the_shortcut():
+    """The planted-shortcut experiment in miniature: from the toy shortcut model, further steps with the
+    penalty take the planted word's relevance away (the audit no longer ranks it near the top), the
+    same steps of cross-entropy alone do not. Whether predictions stop using it is what the benchmark
+    measures (benchmarks/shortcut_experiment.py): a map can lose relevance faster than the model its habit."""
+    model, tokenizer, rows = toy.shortcut_model()
+    examples = training_examples(load_texts(rows), toy.LABELS)
+    settings = AuditSettings(batch_size=64, shortcut_candidates=4, shortcut_documents=32)
+    options = dict(steps=12, batch_size=32, learning_rate=5e-3, progress=False)
+    ids = penalised_token_ids(tokenizer, [toy.PLANTED])
+    measure = RelevanceLoss.for_tokenizer(tokenizer, penalised_ids=ids)  # the penalty term of either model
+    ranks, penalties = {}, {}
+    for name, weight in (("plain", 0.0), ("guided", 1.0)):
+        loss = RelevanceLoss.for_tokenizer(tokenizer, penalised_ids=ids, penalty_weight=weight)
+        result = fine_tune(model, tokenizer, examples, loss, **options)
+        report = audit(result.model, tokenizer, rows[:64], settings=settings, progress=False, id_column="id")
+        ranks[name] = report.rank(toy.PLANTED, "relevance")
+        penalties[name] = measure(result.model, RelevanceCollator(tokenizer)(examples[:64])).penalty.item()
+    assert ranks["plain"] <= 3 and ranks["guided"] > 10, ranks
+    assert penalties["guided"] < penalties["plain"] / 5, penalties
