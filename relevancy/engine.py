@@ -7,6 +7,7 @@ block boundaries, the input, or each attention layer (through observers).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -59,6 +60,12 @@ class Run:
         self._seed: torch.Tensor | None = None
         self._readout_magnitude: torch.Tensor | None = None
         self._forwarded = False
+        self._head: tuple[torch.Tensor, torch.Tensor] | None = None  # a causal LM's (head input, head weight)
+        self._head_columns: tuple[torch.Tensor, torch.Tensor] | None = None  # set per target by head_seed
+        self._batched = False  # inside attribute_targets' batched backward: no forward may run
+
+    class NeedsOwnForward(RuntimeError):
+        """A method that runs forwards of its own (integrated gradients) cannot share one batched backward."""
 
     @property
     def token_mask(self) -> torch.Tensor | None:
@@ -76,14 +83,21 @@ class Run:
                 for observer in scope.observers:
                     observer.on_forward(call)
             return self.logits
+        if self._batched:
+            raise Run.NeedsOwnForward("a new forward inside a batched backward")
         scope.dispatcher.reset_calls()
         transform = input_transform or (lambda x: x)
         handles = []
         self._boundary_tensors = {}
         self.boundaries = {Pass.GRADIENT: {}, Pass.RELEVANCE: {}}
         self._readout_magnitude = None
+        self._head = None
         model_inputs = dict(self.inputs)
+        head_seen = {}
         try:
+            head = self.model.get_output_embeddings() if structure.causal and hasattr(self.model, "get_output_embeddings") else None
+            if isinstance(head, nn.Linear):
+                handles.append(head.register_forward_hook(lambda module, args, output: head_seen.update(x=args[0], out=output)))
             for index, block in enumerate(structure.blocks):
                 handles.append(block.register_forward_pre_hook(self._tap_block_input(index), with_kwargs=True))
             handles.append(structure.blocks[-1].register_forward_hook(self._tap_block_output(len(structure.blocks))))
@@ -109,11 +123,14 @@ class Run:
             raise RuntimeError("the model's logits do not depend on its input: nothing to explain")
         self.logits = logits
         self._forwarded = input_transform is None
+        if head_seen.get("out") is logits and scope.is_live(head_seen["x"]):
+            self._head = (head_seen["x"], head.weight)
         return logits
 
     def release(self) -> None:
         """Drop every reference into the forward's graph (hooks and rules point back here)."""
         self.logits = self.input_leaf = None
+        self._head = None
         self._boundary_tensors = {}
         self.boundaries = {Pass.GRADIENT: {}, Pass.RELEVANCE: {}}
         self.scope.dispatcher.reset_calls()
@@ -123,6 +140,7 @@ class Run:
         """Explain another target with the same forward: new seed, readout and observers."""
         self.target = target
         self._seed = None
+        self._head_columns = None
         self._readout_magnitude = None
         self.boundaries = {Pass.GRADIENT: {}, Pass.RELEVANCE: {}}
         self.scope.observers.clear()
@@ -173,6 +191,18 @@ class Run:
                 (self._seed,) = torch.autograd.grad(self.target(logits).sum(), logits)
         return self._seed
 
+    def head_seed(self, seed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A causal LM's seed on the vocabulary columns it touches: (columns, seed[..., columns]).
+
+        A next-token target touches one or two of the vocabulary's tens of thousands of logits; both
+        passes then start at the head's input from those rows of the head's weight (the same alpha-beta
+        rule, without the columns whose relevance is 0), never from a dense (tokens x vocabulary) map."""
+        if self._head is None:
+            return None
+        seed = self.seed if seed is None else seed
+        columns = seed.reshape(-1, seed.shape[-1]).ne(0).any(0).nonzero().squeeze(1)
+        return columns, seed[..., columns]
+
     def backward(self, pass_: Pass, to: str = "blocks") -> torch.Tensor | None:
         """One backward over the forward's graph. ``to``: "readout" (last block's output only),
         "blocks" (down to the first block's input), a block index (down to that block's input) or
@@ -186,11 +216,23 @@ class Run:
                 raise RuntimeError(f"the model's blocks were not reached with the explained input (boundary {key})")
             destination = self._boundary_tensors[key]
         self.scope.set_pass(pass_)
+        if self._head is None:
+            start, start_grad = self.logits, self.seed
+        else:
+            start, weight = self._head
+            if self._head_columns is None:
+                self._head_columns = self.head_seed()
+            columns, seed = self._head_columns
+            rows = weight[columns]
+            if pass_ is Pass.GRADIENT:
+                start_grad = seed @ rows
+            else:
+                (start_grad, _) = self.scope.dispatcher.linear_rule.relevance(seed, start, rows)
         with torch.enable_grad():
             (result,) = torch.autograd.grad(
-                self.logits,
+                start,
                 destination,
-                grad_outputs=self.seed,
+                grad_outputs=start_grad,
                 retain_graph=True,
                 create_graph=self.scope.differentiable,
                 allow_unused=True,
@@ -251,9 +293,13 @@ def attribute_targets(
     *,
     differentiable: bool = False,
     structure: ModelStructure | None = None,
+    batch_size: int = 16,
 ) -> list[Attribution]:
     """One Attribution per target, all from one shared forward (e.g. every token of a generated
-    answer): only the backward passes are repeated."""
+    answer). The targets' backward passes run ``batch_size`` at a time as one batched pass
+    (``torch.func.vmap`` over their seeds: each graph node is visited once per chunk, with a
+    leading target dimension); ``batch_size=1`` runs them one by one. Methods that run forwards of
+    their own (integrated gradients) and differentiable maps are computed one target at a time."""
     from .methods import get_method
 
     method = get_method(method)
@@ -261,30 +307,92 @@ def attribute_targets(
     _check_inputs(structure, inputs)
     if not targets:
         raise ValueError("no targets given")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (targets per batched backward), got {batch_size!r}")
     resolved = [as_target(target, structure.label_index) for target in targets]
     results = []
     with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
         run = Run(model, structure, inputs, resolved[0], scope)
-        for target in resolved:
-            run.retarget(target)
-            scores, kind = method.compute(run)
-            scope.set_pass(Pass.GRADIENT)  # differentiating the map later must see true derivatives
-            mask = run.token_mask
-            if kind == "tokens" and mask is not None:
-                scores = scores * mask.to(scores.dtype)
-            attribution = Attribution(
-                scores=scores,
-                kind=kind,
-                signed=method.signed,
-                method=method.name,
-                logits=run.logits,
-                target_classes=explained_classes(run),
-                token_mask=mask if kind == "tokens" else None,
-                extras={"target": target.describe(structure.labels)},
-            )
-            results.append(attribution if differentiable else attribution.detach())
+        batched = batch_size > 1 and len(resolved) > 1 and not differentiable
+        if batched:
+            run.forward()
+        for start in range(0, len(resolved), batch_size if batched else 1):
+            chunk = resolved[start : start + (batch_size if batched else 1)]
+            scores = _batched_scores(run, method, chunk) if batched else None
+            if scores is None:
+                batched = False
+                scores = [_scores(run, method, target) for target in chunk]
+            for target, (values, kind) in zip(chunk, scores):
+                run.retarget(target)
+                results.append(_attribution(run, method, structure, target, values, kind, differentiable))
         run.release()
     return results
+
+
+def _scores(run: Run, method, target: Target) -> tuple[torch.Tensor, str]:
+    run.retarget(target)
+    scores, kind = method.compute(run)
+    run.scope.set_pass(Pass.GRADIENT)  # differentiating the map later must see true derivatives
+    return scores, kind
+
+
+def _batched_scores(run: Run, method, targets: list[Target]) -> list[tuple[torch.Tensor, str]] | None:
+    """Every target's scores from one vmapped backward over the shared forward; None when the method
+    needs forwards of its own."""
+    seeds, head_columns = [], []
+    for target in targets:
+        run.retarget(target)
+        seeds.append(run.seed)
+        head_columns.append(run.head_seed())
+    if run._head is not None:  # the union of the targets' vocabulary columns, a few per target
+        columns = torch.cat([c for c, _ in head_columns]).unique()
+        stacked = torch.stack([seed[..., columns] for seed in seeds])
+    else:
+        columns, stacked = None, torch.stack(seeds)
+    kinds = []
+
+    def one(seed):
+        run.retarget(targets[0])
+        if columns is None:
+            run._seed = seed
+        else:
+            run._head_columns = (columns, seed)
+        scores, kind = method.compute(run)
+        kinds.append(kind)
+        return scores
+
+    run._batched = True
+    try:
+        with warnings.catch_warnings():
+            # SDPA's fused CPU backward has no vmap rule: PyTorch loops over the targets for that one op
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+            scores = torch.func.vmap(one)(stacked)
+    except Run.NeedsOwnForward:
+        return None
+    finally:
+        run._batched = False
+        run.retarget(targets[0])  # drop what the batched pass left in hooks and observers
+        for call in run.scope.dispatcher.calls:
+            call.grad_output = None
+        run.scope.set_pass(Pass.GRADIENT)
+    return [(values, kinds[0]) for values in scores]
+
+
+def _attribution(run: Run, method, structure: ModelStructure, target: Target, scores, kind, differentiable) -> Attribution:
+    mask = run.token_mask
+    if kind == "tokens" and mask is not None:
+        scores = scores * mask.to(scores.dtype)
+    attribution = Attribution(
+        scores=scores,
+        kind=kind,
+        signed=method.signed,
+        method=method.name,
+        logits=run.logits,
+        target_classes=explained_classes(run),
+        token_mask=mask if kind == "tokens" else None,
+        extras={"target": target.describe(structure.labels)},
+    )
+    return attribution if differentiable else attribution.detach()
 
 
 def _check_inputs(structure: ModelStructure, inputs: dict) -> None:

@@ -52,12 +52,48 @@ def test_answer_targets_from_one_forward_equal_separate_calls(kind, method):
     model = build(kind, dtype=torch.float64)
     before = snapshot(model)
     targets = [TokenAt(token, position) for token, position in ((3, 3), (11, 4), (50, 6))]
-    shared = relevancy.attribute_targets(model, {"input_ids": IDS}, method, targets)
+    shared = relevancy.attribute_targets(model, {"input_ids": IDS}, method, targets, batch_size=2)  # chunks of 2 and 1
     for target, result in zip(targets, shared):
         alone = relevancy.attribute(model, {"input_ids": IDS}, method, target)
         torch.testing.assert_close(result.scores, alone.scores, rtol=1e-9, atol=1e-12)
         assert result.scores[0, target.position + 1 :].abs().sum() == 0  # causal: nothing after the position
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("method", ["transformer_attribution", "integrated_gradients"])
+def test_batched_backward_equals_one_target_at_a_time(method):
+    """One vmapped backward for all targets equals one backward per target (integrated gradients,
+    which runs forwards of its own, takes the one-by-one path inside the same call)."""
+    model = build("qwen2", dtype=torch.float64)
+    targets = [TokenAt(token, position) for token, position in ((3, 2), (11, 4), (50, 5), (7, 6))]
+    targets = targets[:2] if method == "integrated_gradients" else targets  # 20 forwards per target
+    batched = relevancy.attribute_targets(model, {"input_ids": IDS}, method, targets, batch_size=16)
+    single = relevancy.attribute_targets(model, {"input_ids": IDS}, method, targets, batch_size=1)
+    for a, b in zip(batched, single):
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-9, atol=1e-12)
+        assert a.extras == b.extras and torch.equal(a.target_classes, b.target_classes)
+    with pytest.raises(ValueError, match="batch_size"):
+        relevancy.attribute_targets(model, {"input_ids": IDS}, method, targets, batch_size=0)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_head_shortcut_equals_the_dense_head(kind):
+    """Both passes start at the LM head's input from the target's vocabulary rows; the result equals
+    the alpha-beta rule applied to the whole (tokens x vocabulary) head."""
+    model = build(kind, dtype=torch.float64)
+    method = relevancy.methods.get_method("transformer_attribution")
+    with RelevanceScope(model) as scope:
+        run = Run(model, describe(model), {"input_ids": IDS}, TokenAt(7, 4), scope)
+        run.forward()
+        assert run._head is not None
+        short, _ = method.compute(run)
+        relevance_short = run.backward(Pass.RELEVANCE, to="input").sum(-1)
+        run.retarget(TokenAt(7, 4))
+        run._head = None
+        dense, _ = method.compute(run)
+        relevance_dense = run.backward(Pass.RELEVANCE, to="input").sum(-1)
+    torch.testing.assert_close(short, dense, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(relevance_short, relevance_dense, rtol=1e-10, atol=1e-12)
 
 
 def test_rotary_relevance_stays_at_its_position():
