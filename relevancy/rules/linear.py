@@ -27,13 +27,22 @@ class AlphaBetaLinear(Rule):
         s = safe_divide(relevance, z)
         return x_a * (s @ w_a) + x_b * (s @ w_b)
 
-    def relevance(self, relevance, x, weight):
+    def relevance(self, relevance, x, weight, output=None, bias=None):
+        """``output`` (the forward's own ``x W^T + bias``, detached) lets alpha=1, beta=0 skip a matrix
+        product: ``x W^T = Z - M`` and ``|x| |W|^T = Z + M`` (M: the negative contributions), so
+        Z = (x W^T + |x| |W|^T) / 2 costs one product instead of two. A differentiable map keeps the
+        two-product form, whose graph reaches the weights and inputs directly."""
         x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
         w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
+        extra = (None,) * (0 if output is None else 2)
+        if output is not None and not self.beta and not torch.is_grad_enabled():
+            product = output if bias is None else output - bias
+            s = safe_divide(relevance, (product + F.linear(x.abs(), weight.abs())) / 2)
+            return x_pos * (s @ w_pos) + x_neg * (s @ w_neg), None, *extra
         shares = self._share(relevance, x_pos, x_neg, w_pos, w_neg)
         if self.beta:
             shares = self.alpha * shares - self.beta * self._share(relevance, x_pos, x_neg, w_neg, w_pos)
-        return shares, None
+        return shares, None, *extra
 
 
 class _Conv:

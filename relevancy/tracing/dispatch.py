@@ -132,11 +132,11 @@ class Dispatcher:
             wrapped._relevancy_scaled_from = self._origin(scaled)
             return wrapped
         if name == "linear":
-            x, weight, _ = _bind(args, kwargs, ("input", "weight", "bias"), (None,))
-            return self._linear(x, weight, output, name)
+            x, weight, bias = _bind(args, kwargs, ("input", "weight", "bias"), (None,))
+            return self._linear(x, weight, output, name, bias)
         if name == "addmm":
-            x, weight_t = args[1], args[2]
-            return self._linear(x, weight_t.t(), output, name)
+            bias, x, weight_t = args[0], args[1], args[2]
+            return self._linear(x, weight_t.t(), output, name, bias)
         if name in MATMUL:
             return self._matmul(name, function, args, kwargs, output)
         if name == "conv2d":
@@ -154,10 +154,13 @@ class Dispatcher:
             return attach(Reduce(dims, keepdim), state, output, x)
         self._unsupported(name, "no relevance rule for this operation")
 
-    def _linear(self, x, weight, output, name):
+    def _linear(self, x, weight, output, name, bias=None):
         if self.is_live(weight):
             self._unsupported(name, "a weight that depends on the input")
-        return attach(self.linear_rule, self.state, output, x, weight)
+        if bias is not None and self.is_live(bias):
+            self._unsupported(name, "a bias that depends on the input")
+        bias = bias.detach() if isinstance(bias, torch.Tensor) else None
+        return attach(self.linear_rule, self.state, output, x, weight, output.detach(), bias)
 
     def _matmul(self, name, function, args, kwargs, output):
         if name == "einsum":
@@ -176,7 +179,7 @@ class Dispatcher:
         if self.is_live(a) and self.is_live(b):
             return attach(Bilinear(product), self.state, output, a, b)
         if self.is_live(a) and name != "einsum" and b.dim() == 2:
-            return attach(self.linear_rule, self.state, output, a, b.t())
+            return attach(self.linear_rule, self.state, output, a, b.t(), output.detach(), None)
         self._unsupported(name, "a product of the input with a constant that is not a weight matrix")
 
     # -- rotary position embeddings ----------------------------------------------------------------
