@@ -265,6 +265,7 @@ def load_image_folder(folder) -> Dataset:
             raise ValueError(f"no class for {path}: write {labels_file} (name,label) or put images in images/<class>/")
         mask_path = _mask_for(masks_dir, relative)
         class_masks = _class_masks(masks_dir / relative)
+        _check_mask_sizes(path, [mask_path, *class_masks.values()])
         items.append(ImageItem(name, path, mask_path, label, where, class_masks))
     if not items:
         raise ValueError(f"{images_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -285,6 +286,26 @@ def _mask_for(masks_dir: Path, relative: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def _check_mask_sizes(image_path: Path, mask_paths: list) -> None:
+    """Refuse a mask whose size differs from its image's when the folder is loaded, not hours into
+    a run (PIL reads only the headers here)."""
+    from PIL import Image
+
+    masks = [path for path in mask_paths if path is not None]
+    if not masks:
+        return
+    with Image.open(image_path) as image:
+        size = image.size
+    for path in masks:
+        with Image.open(path) as mask:
+            if mask.size != size:
+                raise ValueError(
+                    f"the image {image_path} is {size[0]}x{size[1]} pixels but its mask {path} is "
+                    f"{mask.size[0]}x{mask.size[1]}: masks must have their image's size (resize the mask with "
+                    "nearest-neighbour sampling, or remove the pair)"
+                )
 
 
 def _class_masks(folder: Path) -> dict[str, Path]:

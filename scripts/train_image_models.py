@@ -1,0 +1,260 @@
+"""Train the two image models of the Fashion-MNIST scenes benchmark (scripts/make_fashion_scenes.py).
+
+  vit     a small HF ``ViTForImageClassification`` (112 px, 14 px patches = 8x8 grid) trained from scratch;
+  dinov2  the real pretrained DINOv2-S/14 (../shared/models/dinov2-small), frozen, with a linear head
+          trained on its features, saved as an HF ``Dinov2ForImageClassification`` (its classifier reads
+          the CLS token concatenated with the mean patch token, which the engine's readout handles).
+
+Both are selected on a held-out tenth of train/ and scored on test/. Outputs (model, image processor,
+metrics.json) go to ~/.cache/relevancy/fashion-models/<name>/.
+
+    python scripts/train_image_models.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path.home() / ".cache" / "relevancy" / "fashion-scenes"
+DEFAULT_OUT = Path.home() / ".cache" / "relevancy" / "fashion-models"
+DINOV2 = ROOT.parent / "shared" / "models" / "dinov2-small"
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def load_split(folder: Path, classes: list[str], limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (N, 3, H, W) uint8, labels (N,)) of an image folder, through the library's loader."""
+    from PIL import Image
+
+    from relevancy.evaluation import load_image_folder
+
+    items = load_image_folder(folder).items[:limit]
+    images = np.stack([np.asarray(Image.open(item.image_path).convert("RGB")) for item in tqdm(items, desc=f"read {folder.name}", unit="image")])
+    labels = torch.tensor([classes.index(item.label) for item in items])
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
+
+
+def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
+    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean_t) / std_t
+
+
+def split_validation(images, labels, fraction: float = 0.1):
+    cut = len(labels) - int(len(labels) * fraction)
+    return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+@torch.no_grad()
+def accuracy(model, images, labels, mean, std, batch_size: int = 64) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        logits = model(pixel_values=normalise(images[start : start + batch_size], mean, std)).logits
+        correct += int((logits.argmax(-1) == labels[start : start + batch_size]).sum())
+    return correct / len(labels)
+
+
+def save(model, mean, std, size: int, folder: Path, metrics: dict) -> None:
+    from transformers import ViTImageProcessor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    # the processor records the model's normalisation, which the evaluation reuses
+    ViTImageProcessor(size={"height": size, "width": size}, image_mean=mean, image_std=std).save_pretrained(folder)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    print(json.dumps(metrics, indent=2))
+
+
+# -- the ViT from scratch ------------------------------------------------------------------------
+def train_vit(args, classes, train, val, test) -> None:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(args.seed)
+    size = train[0].shape[-1]
+    config = ViTConfig(
+        image_size=size, patch_size=14, hidden_size=args.vit_width, num_hidden_layers=args.vit_depth,
+        num_attention_heads=args.vit_width // 32, intermediate_size=4 * args.vit_width, num_labels=len(classes),
+        id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)},
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    model = ViTForImageClassification(config)
+    mean = std = [0.5, 0.5, 0.5]
+    images, labels = train
+    steps_per_epoch = math.ceil(len(labels) / args.batch_size)
+    total = steps_per_epoch * args.vit_epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.vit_lr, weight_decay=0.05)
+    warmup = max(1, total // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+    )
+    generator = torch.Generator().manual_seed(args.seed)
+    best, best_state, history, started = -1.0, None, [], time.time()
+    for epoch in range(args.vit_epochs):
+        model.train()
+        order = torch.randperm(len(labels), generator=generator)
+        bar = tqdm(range(steps_per_epoch), desc=f"vit epoch {epoch + 1}/{args.vit_epochs}", unit="step")
+        for step in bar:
+            index = order[step * args.batch_size : (step + 1) * args.batch_size]
+            batch = normalise(images[index], mean, std)
+            flip = torch.rand(len(index), generator=generator) < 0.5  # left-right flips: the only augmentation
+            batch[flip] = batch[flip].flip(-1)
+            loss = torch.nn.functional.cross_entropy(model(pixel_values=batch).logits, labels[index], label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val_accuracy = accuracy(model, *val, mean, std)
+        history.append({"epoch": epoch + 1, "val_accuracy": val_accuracy, "minutes": (time.time() - started) / 60})
+        print(history[-1], flush=True)
+        if val_accuracy > best:
+            best, best_state = val_accuracy, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    metrics = {
+        "model": "ViTForImageClassification from scratch", "config": {"width": args.vit_width, "depth": args.vit_depth, "patch": 14, "image": size},
+        "train_images": len(labels), "val_images": len(val[1]), "test_images": len(test[1]), "epochs": args.vit_epochs,
+        "batch_size": args.batch_size, "lr": args.vit_lr, "seed": args.seed, "threads": args.threads,
+        "best_val_accuracy": best, "test_accuracy": accuracy(model, *test, mean, std), "history": history,
+        "train_minutes": (time.time() - started) / 60,
+    }
+    save(model, mean, std, size, args.out / "vit", metrics)
+
+
+# -- DINOv2 with a trained head --------------------------------------------------------------------
+@torch.no_grad()
+def dinov2_features(backbone, images, batch_size: int, desc: str) -> torch.Tensor:
+    """(N, 768): the classifier input of Dinov2ForImageClassification, [CLS, mean of patch tokens]."""
+    features = []
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch"):
+        hidden = backbone(pixel_values=normalise(images[start : start + batch_size], IMAGENET_MEAN, IMAGENET_STD)).last_hidden_state
+        features.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], dim=-1))
+    return torch.cat(features)
+
+
+def classifier_model(backbone, size: int, classes: list[str]):
+    """A Dinov2ForImageClassification for ``size`` px inputs holding the pretrained backbone. The
+    position table is stored already interpolated to the input's grid (exactly what the backbone
+    computes on the fly for that size), so the config's image_size is the size the model reads."""
+    from transformers import Dinov2Config, Dinov2ForImageClassification
+
+    config = Dinov2Config(**{**backbone.config.to_dict(), "image_size": size, "num_labels": len(classes),
+                             "id2label": dict(enumerate(classes)), "label2id": {c: i for i, c in enumerate(classes)}})
+    config.architectures = ["Dinov2ForImageClassification"]
+    model = Dinov2ForImageClassification(config)
+    state = backbone.state_dict()
+    grid = size // backbone.config.patch_size
+    with torch.no_grad():
+        placeholder = torch.zeros(1, grid * grid + 1, backbone.config.hidden_size)
+        state["embeddings.position_embeddings"] = backbone.embeddings.interpolate_pos_encoding(placeholder, size, size)
+    model.dinov2.load_state_dict(state)
+    return model.eval()
+
+
+def train_dinov2(args, classes, train, val, test) -> None:
+    from transformers import AutoModel
+
+    if not args.dinov2.is_dir():
+        raise FileNotFoundError(f"DINOv2 is not at {args.dinov2}: pass --dinov2 DIR (a transformers Dinov2Model folder)")
+    torch.manual_seed(args.seed)
+    started = time.time()
+    backbone = AutoModel.from_pretrained(args.dinov2).eval()
+    size = train[0].shape[-1]
+    cache = args.out / "dinov2-features.pt"
+    key = {"train": len(train[1]), "val": len(val[1]), "test": len(test[1]), "size": size, "data": str(args.data)}
+    if cache.is_file() and torch.load(cache)["key"] == key:
+        features = torch.load(cache)["features"]
+    else:
+        features = {name: dinov2_features(backbone, split[0], args.batch_size, f"dinov2 features {name}") for name, split in
+                    (("train", train), ("val", val), ("test", test))}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"key": key, "features": features}, cache)
+    feature_minutes = (time.time() - started) / 60
+    mean, std = features["train"].mean(0), features["train"].std(0) + 1e-6
+    # a linear head on standardised features; the standardisation is folded into the weights afterwards
+    head = torch.nn.Linear(features["train"].shape[1], len(classes))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=args.head_lr, weight_decay=args.head_weight_decay)
+    x, y = (features["train"] - mean) / std, train[1]
+    generator = torch.Generator().manual_seed(args.seed)
+    best, best_state, history = -1.0, None, []
+    for epoch in tqdm(range(args.head_epochs), desc="dinov2 head", unit="epoch"):
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), 256):
+            index = order[start : start + 256]
+            loss = torch.nn.functional.cross_entropy(head(x[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            val_accuracy = float((head((features["val"] - mean) / std).argmax(-1) == val[1]).float().mean())
+        history.append({"epoch": epoch + 1, "val_accuracy": val_accuracy})
+        if val_accuracy > best:
+            best, best_state = val_accuracy, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    model = classifier_model(backbone, size, classes)
+    with torch.no_grad():
+        model.classifier.weight.copy_(head.weight / std)
+        model.classifier.bias.copy_(head.bias - (head.weight / std) @ mean)
+        # the saved model must compute what the head was selected on
+        check = model(pixel_values=normalise(test[0][:8], IMAGENET_MEAN, IMAGENET_STD)).logits
+        expected = head((features["test"][:8] - mean) / std)
+        if not torch.allclose(check, expected, atol=1e-3):
+            raise RuntimeError(f"the assembled model differs from the trained head by {(check - expected).abs().max():.2e}")
+    metrics = {
+        "model": "DINOv2-S/14 (frozen, ../shared/models/dinov2-small) + linear head on [CLS, mean patch]",
+        "image": size, "grid": size // 14, "train_images": len(train[1]), "val_images": len(val[1]), "test_images": len(test[1]),
+        "head_epochs": args.head_epochs, "head_lr": args.head_lr, "head_weight_decay": args.head_weight_decay, "seed": args.seed,
+        "threads": args.threads, "best_val_accuracy": best, "best_epoch": max(history, key=lambda h: h["val_accuracy"])["epoch"],
+        "test_accuracy": float((head((features["test"] - mean) / std).argmax(-1) == test[1]).float().mean()),
+        "feature_minutes": feature_minutes, "train_minutes": (time.time() - started) / 60,
+    }
+    save(model, IMAGENET_MEAN, IMAGENET_STD, size, args.out / "dinov2", metrics)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="output of make_fashion_scenes.py")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--models", default="vit,dinov2", help="comma-separated: vit, dinov2")
+    parser.add_argument("--dinov2", type=Path, default=DINOV2, help="the pretrained Dinov2Model folder")
+    parser.add_argument("--train-limit", type=int, default=None, help="use the first N training images (before the validation cut)")
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--dinov2-train-limit", type=int, default=None, help="fewer training images for DINOv2's feature pass")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--vit-width", type=int, default=128)
+    parser.add_argument("--vit-depth", type=int, default=4)
+    parser.add_argument("--vit-epochs", type=int, default=10)
+    parser.add_argument("--vit-lr", type=float, default=1e-3)
+    parser.add_argument("--head-epochs", type=int, default=100)
+    parser.add_argument("--head-lr", type=float, default=1e-3)
+    parser.add_argument("--head-weight-decay", type=float, default=1e-2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    classes = json.loads((args.data / "meta.json").read_text())["classes"]
+    images, labels = load_split(args.data / "train", classes, args.train_limit)
+    test = load_split(args.data / "test", classes, args.test_limit)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for name in models:
+        if name not in ("vit", "dinov2"):
+            raise ValueError(f"unknown model {name!r}: choose vit and/or dinov2")
+    if "vit" in models:
+        train_vit(args, classes, *split_validation(images, labels), test)
+    if "dinov2" in models:
+        limit = args.dinov2_train_limit or len(labels)
+        train_dinov2(args, classes, *split_validation(images[:limit], labels[:limit]), test)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The Fashion-MNIST scenes benchmark: pixel-exact masks, its folders read by the library's loader,
+``relevancy evaluate`` end to end on a tiny generated set, and bad image/mask pairs refused early.
+
+The generator runs on a fake Fashion-MNIST (simple shapes written in the IDX format), so these tests
+need neither the Debian package nor ../shared."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from relevancy.cli.main import main
+from relevancy.evaluation import load_image_folder
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_fashion_scenes.py"
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    spec = importlib.util.spec_from_file_location("make_fashion_scenes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_fake_fashion_mnist(folder: Path, per_class: int = 3) -> Path:
+    """IDX files of 28x28 items, one filled ellipse of a class-dependent shape per image."""
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[:28, :28]
+    images, labels = [], []
+    for label in range(10):
+        for copy in range(per_class):
+            ry, rx = 4 + label, 13 - label + copy
+            images.append((((yy - 14) / ry) ** 2 + ((xx - 14) / rx) ** 2 <= 1).astype(np.uint8) * (150 + 10 * copy))
+            labels.append(label)
+    images, labels = np.stack(images), np.array(labels, dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as handle:
+            handle.write(np.array([2051, len(images), 28, 28], dtype=">i4").tobytes() + images.tobytes())
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as handle:
+            handle.write(np.array([2049, len(labels)], dtype=">i4").tobytes() + labels.tobytes())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scene_folder(scenes, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fashion")
+    source = write_fake_fashion_mnist(root / "source")
+    scenes.main(["--out", str(root / "scenes"), "--source", str(source), "--size", "32", "--train", "2", "--test", "3", "--pairs", "2"])
+    return root / "scenes"
+
+
+def test_the_mask_is_exactly_the_painted_pixels(scenes):
+    canvas = np.full((40, 40, 3), np.nan, dtype=np.float32)
+    item = np.zeros((28, 28), dtype=np.uint8)
+    item[5:20, 8:12] = 200
+    item[3, 3] = 20  # below the silhouette threshold: neither painted nor in the mask
+    mask = scenes.paste(canvas, item, 28, 6, 9, np.random.default_rng(0))
+    assert mask.sum() == 15 * 4
+    assert np.array_equal(mask, ~np.isnan(canvas).any(-1))
+
+
+def test_generated_folders_are_read_by_the_loader(scene_folder, scenes):
+    test = load_image_folder(scene_folder / "test")
+    assert len(test) == 3 and test.has_masks and not test.has_class_masks
+    image, mask, _ = test.items[0].load()
+    assert image.shape == (32, 32, 3) and 20 <= mask.sum() < 32 * 32
+    pairs = load_image_folder(scene_folder / "test_pairs")
+    assert pairs.has_class_masks
+    for item in pairs.items:
+        _, union, objects = item.load()
+        (first, a), (second, b) = sorted(objects.items())
+        assert first != second and {first, second} <= set(scenes.CLASSES)
+        assert not (a & b).any() and np.array_equal(union, a | b)  # two separate objects, both kept
+        assert item.label in (first, second)
+
+
+def test_relevancy_evaluate_on_generated_scenes(scene_folder, scenes, tmp_path, capsys):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from tests.models import redraw
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=32,
+                       patch_size=8, id2label=dict(enumerate(scenes.CLASSES)))
+    model = ViTForImageClassification(config)
+    redraw(model, 0)
+    model.save_pretrained(tmp_path / "vit")
+    runs = {"test": "segmentation,perturbation", "test_pairs": "specificity"}
+    for split, tests in runs.items():
+        code = main([
+            "evaluate", "--model", str(tmp_path / "vit"), "--data", str(scene_folder / split), "--format", "images",
+            "--methods", "transformer_attribution,rollout", "--tests", tests, "--out", str(tmp_path / split), "--batch-size", "4",
+        ])
+        assert code == 0, capsys.readouterr().err
+    single = json.loads((tmp_path / "test" / "results.json").read_text())
+    rows = {(r["test"], r["metric"]): r["values"] for r in single["rows"]}
+    assert set(rows[("segmentation", "mAP (%)")]) == {"transformer_attribution", "rollout"}
+    assert all(0 < v <= 100 for v in rows[("segmentation", "mAP (%)")].values())
+    assert all(0 <= v <= 90 for v in rows[("perturbation", "positive AUC (accuracy)")].values())
+    pairs = json.loads((tmp_path / "test_pairs" / "results.json").read_text())
+    shares = [r for r in pairs["rows"] if r["test"] == "specificity"][0]["values"]
+    assert all(0 <= v <= 1 for v in shares.values())
+    assert pairs["notes"]["specificity items"] == {"transformer_attribution": 2, "rollout": 2}
+
+
+def test_a_class_mask_of_another_size_is_refused_when_the_folder_is_loaded(scene_folder, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(scene_folder / "test_pairs", tmp_path / "pairs")
+    bad = sorted((folder / "masks" / "000001").iterdir())[1]
+    Image.new("L", (16, 32)).save(bad)
+    with pytest.raises(ValueError, match=rf"images/000001\.png is 32x32 pixels but its mask .*{bad.name} is 16x32"):
+        load_image_folder(folder)
