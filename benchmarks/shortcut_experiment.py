@@ -24,6 +24,7 @@ part 2 about 25 minutes more.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -52,6 +53,14 @@ def parse_args(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check that the script works")
     parser.add_argument("--eraser", action="store_true", help="also run part 2 (ERASER rationale supervision)")
     parser.add_argument(
+        "--only", choices=("shortcut", "eraser"), default=None,
+        help="run one part only; its results replace that part in the existing results files, the other part is kept",
+    )
+    parser.add_argument(
+        "--cache", default=str(Path.home() / ".cache" / "relevancy" / "shortcut_experiment"),
+        help="folder for the trained shortcut model (a), reused by later runs with the same part-1 data and training options",
+    )
+    parser.add_argument(
         "--out", default=None,
         help="results path without suffix (default: benchmarks/results/shortcut_experiment, -smoke for --smoke)",
     )
@@ -73,7 +82,9 @@ def parse_args(argv=None):
     part1.add_argument("--steps", type=int, default=60, help="N: steps of the further fine-tuning (b) and (c)")
     part1.add_argument("--finetune-batch-size", type=int, default=16, help="batch of (b) and (c)")
     part1.add_argument("--finetune-learning-rate", type=float, default=5e-5)
-    part1.add_argument("--penalty-weight", type=float, default=1.0)
+    part1.add_argument(
+        "--penalty-weights", type=float, nargs="+", default=[1.0], help="one model (c) per weight of the relevance penalty"
+    )
     part1.add_argument("--audit-size", type=int, default=300, help="planted training sentences the audit reads")
     part1.add_argument("--max-length", type=int, default=64)
     part2 = parser.add_argument_group("part 2: ERASER rationales (--eraser)")
@@ -147,16 +158,26 @@ def accuracy(model, tokenizer, rows, batch_size: int, max_length: int) -> float:
 
 
 def audit_planted(model, tokenizer, rows, token: str, args) -> dict:
+    """The token's ranks in the audit. Its removal is always measured (``shortcut_words``);
+    ``removal_candidate`` says whether the audit would have measured it anyway (top 10 by relevance)."""
+    candidates = 10
     settings = AuditSettings(
-        method=args.method, batch_size=args.batch_size, max_length=args.max_length, shortcut_candidates=10,
-        shortcut_documents=48, thresholds=Thresholds(min_count=3),
+        method=args.method, batch_size=args.batch_size, max_length=args.max_length, shortcut_candidates=candidates,
+        shortcut_documents=48, thresholds=Thresholds(min_count=3), shortcut_words=(token,),
     )
     report = audit(model, tokenizer, rows, settings=settings, progress=True)
     stats = next((s for s in report.words if s.item == token), None)
     removal = next((r for r in report.shortcuts if r.item == token), None)
     return {
         "relevance_rank": report.rank(token, "relevance"),
+        "over_relevant_rank": report.rank(token, "over_relevant"),
+        "top_relevance": [s.item for s in sorted(
+            (s for s in report.words if s.count >= settings.thresholds.min_count and not s.special),
+            key=lambda s: (-s.mean_lift, s.item))[:3]],
         "shortcut_rank": report.rank(token, "shortcut"),
+        "removal_candidate": token in [
+            s.item for s in report.words if s.count >= settings.thresholds.min_count and not s.special
+        ][:candidates],
         "mean_share": None if stats is None else stats.mean_share,
         "top_k_rate": None if stats is None else stats.top_k_rate,
         "removal_flip_rate": None if removal is None else removal.flips / max(removal.measured, 1),
@@ -164,7 +185,9 @@ def audit_planted(model, tokenizer, rows, token: str, args) -> dict:
     }
 
 
-def shortcut_part(args) -> dict:
+def shortcut_part(args, previous: dict | None = None) -> dict:
+    """Rows of earlier runs on the same shortcut model (same cache key) are kept, so that every
+    configuration of (b) and (c) that was tried stays in the results."""
     rng = random.Random(args.seed)
     token = args.planted_token
     model, tokenizer = base_model(args.seed)
@@ -182,21 +205,35 @@ def shortcut_part(args) -> dict:
     audit_rows = (audit_rows + [r for r in train if token not in r["text"].split()])[: args.audit_size]
     examples = training_examples(load_texts(train), LABELS)
     plain = RelevanceLoss(method=args.method, penalty_weight=0.0, rationale_weight=0.0)
-    guided = RelevanceLoss.for_tokenizer(
-        tokenizer, method=args.method, penalised_ids=penalised_token_ids(tokenizer, [token]), penalty_weight=args.penalty_weight,
-        rationale_weight=0.0,
-    )
+    penalised = penalised_token_ids(tokenizer, [token])
     common = dict(max_length=args.max_length, seed=args.seed)
     timings = {}
-    started = time.time()
     shortcut_steps = max(1, math.ceil(args.epochs * len(examples) / args.batch_size))
-    shortcut_model = fine_tune(
-        model, tokenizer, examples, plain, steps=shortcut_steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        in_place=True, **common,
-    ).model
-    timings["train (a)"] = time.time() - started
-    models = {"(a) shortcut model": shortcut_model}
-    further = {f"(b) + {args.steps} steps cross-entropy": plain, f"(c) + {args.steps} steps with relevance penalty": guided}
+    key_settings = ("seed", "planted_token", "plant_rate", "train_size", "min_words", "epochs", "batch_size", "learning_rate", "max_length")
+    key = hashlib.sha256(json.dumps({k: getattr(args, k) for k in key_settings}, sort_keys=True).encode()).hexdigest()[:16]
+    cached = Path(args.cache) / f"shortcut-model-{key}"
+    if (cached / "config.json").exists():
+        from transformers import BertForSequenceClassification
+
+        shortcut_model = BertForSequenceClassification.from_pretrained(cached).eval()
+        timings["train (a)"] = 0.0  # read from the cache
+    else:
+        started = time.time()
+        shortcut_model = fine_tune(
+            model, tokenizer, examples, plain, steps=shortcut_steps, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, in_place=True, **common,
+        ).model
+        timings["train (a)"] = time.time() - started
+        shortcut_model.save_pretrained(cached)
+    suffix = f"{args.steps} steps, lr {args.finetune_learning_rate:g}, batch {args.finetune_batch_size}"
+    method = "" if args.method == "transformer_attribution" else f" [{args.method}]"  # guided and audited map
+    further = {f"(b) + {suffix}, cross-entropy{method}": plain}
+    for weight in args.penalty_weights:
+        further[f"(c) + {suffix}, penalty weight {weight:g}{method}"] = RelevanceLoss.for_tokenizer(
+            tokenizer, method=args.method, penalised_ids=penalised, penalty_weight=weight, rationale_weight=0.0
+        )
+    models = {f"(a) shortcut model{method}": shortcut_model}
+    histories = {}
     for name, loss in further.items():
         started = time.time()
         result = fine_tune(
@@ -205,7 +242,8 @@ def shortcut_part(args) -> dict:
         )
         timings[name] = time.time() - started
         models[name] = result.model
-    rows = {}
+        histories[name] = _summarise(result.history)
+    rows = dict(previous["models"]) if previous and previous.get("model_key") == key else {}
     for name, candidate in models.items():
         started = time.time()
         rows[name] = {
@@ -213,15 +251,32 @@ def shortcut_part(args) -> dict:
             for split, data in tests.items()
         }
         rows[name]["audit"] = audit_planted(candidate, tokenizer, audit_rows, token, args)
+        if name in histories:
+            rows[name]["training"] = histories[name]
         timings[f"evaluate {name}"] = time.time() - started
     return {
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "model_key": key,
         "planted_token": token,
         "train_size": len(train),
         "planted_in_train": sum(token in r["text"].split() for r in train),
         "test_size": len(dev),
         "shortcut_steps": shortcut_steps,
         "models": rows,
-        "seconds": timings,
+        "seconds": {**(previous or {}).get("seconds", {}), **timings} if rows.keys() - models.keys() else timings,
+    }
+
+
+def _summarise(history: list[dict], window: int = 10) -> dict:
+    """Mean loss terms over the first and the last ``window`` steps of a fine-tuning run."""
+    def mean(part, name):
+        return sum(h[name] for h in part) / len(part)
+
+    first, last = history[:window], history[-window:]
+    return {
+        f"{name}_{when}": mean(part, name)
+        for name in ("classification", "penalty", "rationale")
+        for when, part in (("first", first), ("last", last))
     }
 
 
@@ -269,7 +324,8 @@ def _rationale_words(example, document: list[str]) -> set[int]:
     }
 
 
-def eraser_part(args) -> dict:
+def eraser_part(args, previous: dict | None = None) -> dict:
+    """Rows of earlier runs with the same validation protocol (seed, val size, length, method) are kept."""
     folder = DATA / "eraser-movies"
     if not folder.exists():
         sys.exit(f"ERASER Movie Reviews not found at {folder}")
@@ -290,10 +346,13 @@ def eraser_part(args) -> dict:
         steps=args.eraser_steps, batch_size=args.eraser_batch_size, learning_rate=args.learning_rate,
         max_length=args.eraser_max_length, seed=args.seed, in_place=True,
     )
-    results, timings = {}, {}
+    key = json.dumps([args.seed, args.eraser_val_size, args.eraser_max_length, args.method])
+    results = dict(previous["models"]) if previous and previous.get("val_key") == key else {}
+    timings = dict(previous["seconds"]) if results else {}
+    run = f"{len(examples)} reviews, {args.eraser_steps} steps, lr {args.learning_rate:g}"
     losses = {
-        "(i) cross-entropy": RelevanceLoss(method=args.method, penalty_weight=0.0, rationale_weight=0.0),
-        f"(ii) + rationale term on {len(supervised)} reviews": RelevanceLoss.for_tokenizer(
+        f"(i) {run}: cross-entropy": RelevanceLoss(method=args.method, penalty_weight=0.0, rationale_weight=0.0),
+        f"(ii) {run}: + rationale term, weight {args.rationale_weight:g}, on {len(supervised)} of the reviews": RelevanceLoss.for_tokenizer(
             tokenizer, method=args.method, penalty_weight=0.0, rationale_weight=args.rationale_weight
         ),
     }
@@ -305,41 +364,63 @@ def eraser_part(args) -> dict:
         started = time.time()
         results[name] = token_f1(trained, tokenizer, val.examples, val_labels, args)
         timings[f"evaluate {name}"] = time.time() - started
-    return {"train_size": len(examples), "val_size": len(val), "models": results, "seconds": timings}
+    return {
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "val_key": key, "val_size": len(val), "models": results, "seconds": timings,
+    }
 
 
 # -- report ----------------------------------------------------------------------------------------
-def markdown(results: dict, args) -> str:
+def markdown(results: dict, smoke: bool) -> str:
     lines = ["# Planted-shortcut experiment", ""]
-    if args.smoke:
+    if smoke:
         lines += ["**Smoke run: tiny sizes, the numbers mean nothing.**", ""]
-    settings = {k: v for k, v in vars(args).items() if k not in ("out",)}
-    lines += [f"Settings: `{json.dumps(settings)}`", ""]
-    part = results["shortcut"]
-    lines += [
-        f"## Part 1: '{part['planted_token']}' planted into {part['planted_in_train']} of {part['train_size']} SST-2 training "
-        f"sentences (positives only); {part['test_size']} dev sentences per test; (a) trained {part['shortcut_steps']} steps",
-        "",
-        "| model | acc. absent | acc. reversed | acc. planted | token: relevance rank | shortcut rank | removal flips "
-        "| mean share | audit's top shortcuts |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, row in part["models"].items():
-        a = row["audit"]
-        lines.append(
-            f"| {name} | {row['accuracy_absent']:.3f} | {row['accuracy_reversed']:.3f} | {row['accuracy_planted']:.3f} | "
-            f"{a['relevance_rank']} | {a['shortcut_rank']} | {_fmt(a['removal_flip_rate'])} | {_fmt(a['mean_share'])} | "
-            f"{', '.join(a['top_shortcuts']) or '-'} |"
-        )
-    lines += ["", "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in part["seconds"].items())]
-    if "eraser" in results:
-        part = results["eraser"]
+    part = results.get("shortcut")
+    if part:
         lines += [
-            "", f"## Part 2: ERASER Movie Reviews, {part['train_size']} training reviews, {part['val_size']} val reviews", "",
+            f"## Part 1: '{part['planted_token']}' planted into {part['planted_in_train']} of {part['train_size']} SST-2 "
+            f"training sentences (positives only); {part['test_size']} dev sentences per test; (a) trained "
+            f"{part['shortcut_steps']} steps",
+            "", f"Settings: `{json.dumps(part['settings'])}`", "",
+            "Audit columns: the planted token's rank among all words by relevance (mean lift), among the "
+            "removal-test shortcut flags, and among the over-relevant flags (which need weak label association); "
+            "whether the audit picks it for the removal test by itself (top 10 words by relevance; the experiment "
+            "always measures it); the share of its removals that flip the prediction; its mean share of the "
+            "positive relevance.",
+            "",
+            "| model | acc. absent | acc. reversed | acc. planted | relevance rank | shortcut rank | over-rel. flag rank "
+            "| picked for removal | removal flips | mean share | most relevant words |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, row in part["models"].items():
+            a = row["audit"]
+            lines.append(
+                f"| {name} | {row['accuracy_absent']:.3f} | {row['accuracy_reversed']:.3f} | {row['accuracy_planted']:.3f} | "
+                f"{a['relevance_rank']} | {a['shortcut_rank']} | {a.get('over_relevant_rank')} | "
+                f"{ {True: 'yes', False: 'no'}.get(a.get('removal_candidate'), '-')} | "
+                f"{_fmt(a['removal_flip_rate'])} | {_fmt(a['mean_share'])} | {', '.join(a.get('top_relevance', [])) or '-'} |"
+            )
+        trained = {name: row["training"] for name, row in part["models"].items() if "training" in row}
+        if trained:
+            lines += [
+                "", "Loss terms, mean of the first / last 10 steps:", "",
+                "| model | cross-entropy | penalty (share on the token) |", "|---|---|---|",
+            ]
+            lines += [
+                f"| {name} | {t['classification_first']:.3f} / {t['classification_last']:.3f} | "
+                f"{t['penalty_first']:.3f} / {t['penalty_last']:.3f} |"
+                for name, t in trained.items()
+            ]
+        lines += ["", "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in part["seconds"].items())]
+    part = results.get("eraser")
+    if part:
+        lines += [
+            "", f"## Part 2: ERASER Movie Reviews, rationale supervision; {part['val_size']} val reviews", "",
+            f"Settings of the last run: `{json.dumps(part['settings'])}`", "",
             "| model | accuracy | token-F1 (mean over k) | F1@5 | F1@20 | F1@80 |", "|---|---|---|---|---|---|",
         ]
         for name, row in part["models"].items():
-            f1 = row["token_f1"]
+            f1 = {int(k): v for k, v in row["token_f1"].items()}
             lines.append(
                 f"| {name} | {row['accuracy']:.3f} | {row['token_f1_mean']:.3f} | "
                 f"{_fmt(f1.get(5))} | {_fmt(f1.get(20))} | {_fmt(f1.get(80))} |"
@@ -358,16 +439,22 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    results = {"shortcut": shortcut_part(args)}
-    if args.eraser:
-        results["eraser"] = eraser_part(args)
     out = Path(args.out)
+    saved = out.with_suffix(".json")
+    previous = json.loads(saved.read_text()) if saved.exists() else {}
+    computed = {}
+    if args.only != "eraser":
+        computed["shortcut"] = shortcut_part(args, previous.get("shortcut"))
+    if args.only == "eraser" or (args.eraser and args.only is None):
+        computed["eraser"] = eraser_part(args, previous.get("eraser"))
+    # re-read: a part that another run (--only) wrote meanwhile is kept
+    results = {**(json.loads(saved.read_text()) if saved.exists() else {}), **computed}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"settings": vars(args), **results}, indent=2, default=str))
-    text = markdown(results, args)
+    saved.write_text(json.dumps(results, indent=2, default=str))
+    text = markdown(results, args.smoke)
     out.with_suffix(".md").write_text(text)
     print(text)
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    print(f"wrote {out.with_suffix('.md')} and {saved}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,9 @@ class AuditSettings:
     max_length: int | None = None  # longer documents are truncated (counted in the report)
     shortcut_candidates: int = 20  # items measured by removal, most total relevance first
     shortcut_documents: int = 64  # documents per candidate
+    # words always measured by removal: a model trained against a map can hide a word from it,
+    # and candidates chosen by relevance would then miss the word
+    shortcut_words: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -155,6 +159,11 @@ def audit(
     candidates = [
         s.item for s in word_stats if s.count >= settings.thresholds.min_count and not s.special
     ][: settings.shortcut_candidates]
+    counted = {s.item for s in word_stats}
+    absent = [w for w in settings.shortcut_words if w not in counted]
+    if absent:
+        warnings.warn(f"shortcut words not among the audited words (none of the documents has them) are skipped: {', '.join(absent)}")
+    candidates += [w for w in dict.fromkeys(settings.shortcut_words) if w in counted and w not in candidates]
     shortcuts = measure_shortcuts(model, tokenizer, store, candidates, settings, progress)
     rationale = None
     if words.rationale_share:

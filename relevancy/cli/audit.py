@@ -28,6 +28,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-length", type=int, default=None, help="truncate longer documents (default: the model's limit)")
     parser.add_argument("--shortcut-candidates", type=int, default=20, help="words to test by removal (0: none)")
     parser.add_argument("--shortcut-documents", type=int, default=64, help="documents per removal test")
+    parser.add_argument(
+        "--shortcut-words", default="", help="comma-separated words always tested by removal, whatever their relevance"
+    )
     parser.add_argument("--min-count", type=int, default=3, help="fewer occurrences are not flagged")
     parser.add_argument("--restart", action="store_true", help="discard an earlier (interrupted) run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -50,6 +53,7 @@ def run(args) -> int:
     settings = AuditSettings(
         method=args.method, target=args.target, batch_size=args.batch_size, top_k=args.top_k, max_length=args.max_length,
         shortcut_candidates=args.shortcut_candidates, shortcut_documents=args.shortcut_documents,
+        shortcut_words=tuple(w.strip() for w in args.shortcut_words.split(",") if w.strip()),
         thresholds=Thresholds(min_count=args.min_count),
     )
     report = audit(

@@ -35,7 +35,7 @@ def fine_tune(
     progress: bool = True,
 ) -> FineTuneResult:
     """Train for ``steps`` batches drawn from ``examples`` (``training_examples`` output), reshuffled
-    every epoch with ``seed``. The given model is left untouched unless ``in_place``: a copy is trained."""
+    every epoch with ``seed``, which also seeds dropout. The given model is left untouched unless ``in_place``: a copy is trained."""
     if not examples:
         raise ValueError("no training examples: the data set is empty")
     if steps < 1 or batch_size < 1:
@@ -50,16 +50,19 @@ def fine_tune(
     history = []
     model.train()
     bar = tqdm(range(steps), desc="fine-tune", disable=not progress)
-    for step in bar:
-        if len(order) < batch_size:
-            order += torch.randperm(len(examples), generator=generator).tolist()
-        chunk, order = order[:batch_size], order[batch_size:]
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in chunk]).items()}
-        output = loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        optimizer.step()
-        parts = {"step": step + 1, **output.parts()}
-        history.append(parts)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items() if k in ("loss", "penalty", "rationale")})
+    # dropout masks follow ``seed`` too, whatever ran before; the caller's random state is restored
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for step in bar:
+            if len(order) < batch_size:
+                order += torch.randperm(len(examples), generator=generator).tolist()
+            chunk, order = order[:batch_size], order[batch_size:]
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in chunk]).items()}
+            output = loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            output.loss.backward()
+            optimizer.step()
+            parts = {"step": step + 1, **output.parts()}
+            history.append(parts)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items() if k in ("loss", "penalty", "rationale")})
     return FineTuneResult(model.eval(), history)

@@ -75,3 +75,11 @@ def test_cli_audit(planted, tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("text,stars\ngood,5\n")
     assert main(["audit", str(tmp_path / "bad.csv"), "--model", str(tmp_path / "model"), "--out", str(out)]) == 2
     assert "no label column 'label'" in capsys.readouterr().err
+
+
+def test_shortcut_words_are_always_measured(planted):
+    model, tokenizer, rows = planted
+    settings = AuditSettings(batch_size=64, shortcut_candidates=0, shortcut_documents=16, shortcut_words=("zq", "blorf"))
+    with pytest.warns(UserWarning, match="skipped: blorf"):
+        report = audit(model, tokenizer, rows[:48], settings=settings, progress=False, id_column="id")
+    assert [r.item for r in report.shortcuts] == ["zq"] and report.shortcuts[0].measured == 16
