@@ -70,7 +70,13 @@ def _explain_answer(explainer, args) -> int:
     color = not args.no_color and sys.stdout.isatty()
     for t, token in enumerate(result.answer_tokens):
         print(f"{token!r:>14}: " + render_terminal(prompt, list(normalised[t, : result.prompt_length]), signed=result.signed, use_color=color))
-    print("prompt tokens carrying the answer: " + ", ".join(f"{w} ({s:.2f})" for w, s in result.top_prompt_tokens(5, args.drop_sink)))
+    print("prompt tokens carrying the answer: " + ", ".join(f"{w!r} ({s:.2f})" for w, s in result.top_prompt_tokens(5, args.drop_sink)))
+    if "html" in {f.strip() for f in args.format.split(",")}:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{_slug(args.input)}-{args.method}-answer.html"
+        path.write_text(result.to_html(args.drop_sink), encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 
