@@ -56,14 +56,14 @@ def run_model(name: str, folder: Path, data: Path, methods: list[str], images: i
     model, processor = load(str(folder))
     results, timings = {}, {}
     for split, tests, limit in (("test", ["segmentation", "perturbation"], images), ("test_pairs", ["specificity"], pairs)):
-        folder, started = work / name / split, time.time()
-        before = _lines(folder / "items.jsonl")
+        records_dir, started = work / name / split, time.time()
+        before = _lines(records_dir / "items.jsonl")
         results[split] = evaluate(model, processor, load_image_folder(data / split), methods, tests,
-                                  out_dir=folder, batch_size=batch_size, limit=limit)
+                                  out_dir=records_dir, batch_size=batch_size, limit=limit)
         # compute time is kept beside the records, so that a resumed or re-tabulated run reports it whole
-        clock = folder / "seconds.json"
+        clock = records_dir / "seconds.json"
         spent = json.loads(clock.read_text()) if clock.is_file() else 0.0
-        if _lines(folder / "items.jsonl") != before:
+        if _lines(records_dir / "items.jsonl") != before:
             spent += time.time() - started
             clock.write_text(json.dumps(spent))
         timings[split] = spent
