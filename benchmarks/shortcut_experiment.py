@@ -73,6 +73,18 @@ def parse_args(argv=None):
         "--method", default="transformer_attribution", choices=("transformer_attribution", "gradient_x_attention"),
         help="the map that is audited and guided",
     )
+    parser.add_argument(
+        "--guide-method", default=None, choices=("transformer_attribution", "gradient_x_attention", "input_x_gradient", "full_lrp"),
+        help="the differentiable map the penalty of (c) is computed on (default: --method; the audit always uses --method)",
+    )
+    parser.add_argument(
+        "--penalty-mode", default="share", choices=("share", "magnitude"),
+        help="share: the token's share of the positive relevance; magnitude: its mean squared raw relevance (signed maps)",
+    )
+    parser.add_argument(
+        "--reuse-rows", action="store_true",
+        help="part 1: skip the configurations whose rows the results already hold for the same shortcut model",
+    )
     part1 = parser.add_argument_group("part 1: planted shortcut on SST-2")
     part1.add_argument("--planted-token", default="zeppelin")
     part1.add_argument("--plant-rate", type=float, default=0.9, help="share of positive training sentences that get the token")
@@ -230,12 +242,18 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
         shortcut_model.save_pretrained(cached)
     suffix = f"{args.steps} steps, lr {args.finetune_learning_rate:g}, batch {args.finetune_batch_size}"
     method = "" if args.method == "transformer_attribution" else f" [{args.method}]"  # guided and audited map
+    guide = args.guide_method or args.method
+    guided = "" if args.penalty_mode == "share" and guide == args.method else f" ({args.penalty_mode} on {guide})"
     further = {f"(b) + {suffix}, cross-entropy{method}": plain}
     for weight in args.penalty_weights:
-        further[f"(c) + {suffix}, penalty weight {weight:g}{method}"] = RelevanceLoss.for_tokenizer(
-            tokenizer, method=args.method, penalised_ids=penalised, penalty_weight=weight, rationale_weight=0.0
+        further[f"(c) + {suffix}, penalty weight {weight:g}{guided}{method}"] = RelevanceLoss.for_tokenizer(
+            tokenizer, method=guide, penalised_ids=penalised, penalty_weight=weight, rationale_weight=0.0,
+            penalty_mode=args.penalty_mode,
         )
     models = {f"(a) shortcut model{method}": shortcut_model}
+    kept = previous["models"] if previous and previous.get("model_key") == key and args.reuse_rows else {}
+    further = {name: loss for name, loss in further.items() if name not in kept}
+    models = {name: model for name, model in models.items() if name not in kept}
     histories = {}
     for name, loss in further.items():
         started = time.time()
@@ -407,11 +425,11 @@ def markdown(results: dict, smoke: bool) -> str:
         if trained:
             lines += [
                 "", "Loss terms, mean of the first / last 10 steps:", "",
-                "| model | cross-entropy | penalty (share on the token) |", "|---|---|---|",
+                "| model | cross-entropy | penalty (share on the token, or its squared relevance for 'magnitude') |", "|---|---|---|",
             ]
             lines += [
                 f"| {name} | {t['classification_first']:.3f} / {t['classification_last']:.3f} | "
-                f"{t['penalty_first']:.3f} / {t['penalty_last']:.3f} |"
+                f"{t['penalty_first']:.3g} / {t['penalty_last']:.3g} |"
                 for name, t in trained.items()
             ]
         lines += ["", "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in part["seconds"].items())]

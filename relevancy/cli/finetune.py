@@ -21,8 +21,14 @@ def add_parser(subparsers) -> None:
     guide.add_argument("--audit-flags", default="shortcut", help="flags of --audit-json: shortcut, over_relevant")
     guide.add_argument("--rationales", action="store_true", help="reward relevance on the data's rationales (ERASER evidences)")
     parser.add_argument(
-        "--method", default="transformer_attribution", choices=("transformer_attribution", "gradient_x_attention"),
-        help="a method whose map is differentiable",
+        "--method", default="transformer_attribution",
+        choices=("transformer_attribution", "gradient_x_attention", "input_x_gradient", "full_lrp"),
+        help="a method whose map is differentiable (input_x_gradient and full_lrp are signed: for --penalty-mode magnitude)",
+    )
+    parser.add_argument(
+        "--penalty-mode", default="share", choices=("share", "magnitude"),
+        help="share: the words' share of the positive relevance; magnitude: their mean squared raw relevance, "
+        "which the model cannot lower by flipping its sign or raising other tokens (scale --penalty-weight to the map)",
     )
     parser.add_argument("--target", default="label", choices=("label", "predicted"), help="which class's map is guided")
     parser.add_argument("--penalty-weight", type=float, default=1.0)
@@ -76,7 +82,7 @@ def run(args) -> int:
     loss = RelevanceLoss.for_tokenizer(
         tokenizer, method=args.method, target=args.target, penalised_ids=ids,
         classification_weight=args.classification_weight, penalty_weight=args.penalty_weight if ids else 0.0,
-        rationale_weight=args.rationale_weight if args.rationales else 0.0,
+        rationale_weight=args.rationale_weight if args.rationales else 0.0, penalty_mode=args.penalty_mode,
     )
     torch.manual_seed(args.seed)
     result = fine_tune(

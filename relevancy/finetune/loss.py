@@ -7,6 +7,11 @@ relevance on the patch grid should be 0 on the background and 1 on the foregroun
 Maps are normalised per sample (shares of the positive relevance over content positions for text,
 divided by the maximum for images), so the weights mean the same for every model and method.
 Special tokens are not content: the classifier's [CLS] holds the rollout's identity term.
+
+A share can be lowered without dropping the evidence (push the token's relevance negative, or raise
+the other tokens'), so ``penalty_mode="magnitude"`` penalises instead the mean squared relevance of
+the penalised positions, unnormalised, best on a signed map (input_x_gradient, full_lrp): in the
+spirit of "Right for the Right Reasons" (Ross et al., IJCAI 2017), which penalises input gradients.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ..adapters.structure import describe
 from ..engine import attribute
 from ..methods import get_method
 
+PENALTY_MODES = ("share", "magnitude")
 MASK_KEYS = ("labels", "penalty_mask", "rationale_mask", "special_tokens_mask", "foreground_mask")
 _TINY = 1e-30
 
@@ -30,7 +36,7 @@ _TINY = 1e-30
 class RelevanceLossOutput:
     loss: torch.Tensor  # what to backpropagate
     classification: torch.Tensor  # the cross-entropy part (unweighted)
-    penalty: torch.Tensor  # mean share of relevance on penalised positions (unweighted)
+    penalty: torch.Tensor  # mean share (or squared relevance, "magnitude") on penalised positions (unweighted)
     rationale: torch.Tensor  # mean share of relevance outside the rationales (unweighted)
     foreground: torch.Tensor  # RobustViT foreground term (unweighted)
     background: torch.Tensor  # RobustViT background term (unweighted)
@@ -46,6 +52,10 @@ class RelevanceLossOutput:
 class RelevanceLoss(nn.Module):
     """``loss = classification_weight * CE + penalty_weight * penalty + rationale_weight * rationale
     + foreground_weight * foreground + background_weight * background``.
+
+    ``penalty_mode``: "share" (default), the penalised positions' share of the positive relevance; or
+    "magnitude", the mean over them of the squared raw relevance (its sign and the other tokens
+    cannot hide it).
 
     Call it as ``loss_fn(model, batch)`` with the model's inputs plus ``labels`` and, as needed,
     ``penalty_mask`` / ``rationale_mask`` (B, N) over token positions, ``special_tokens_mask`` (B, N),
@@ -67,10 +77,13 @@ class RelevanceLoss(nn.Module):
         target: str = "label",
         penalised_ids: Iterable[int] | None = None,
         special_ids: Iterable[int] | None = None,
+        penalty_mode: str = "share",
     ) -> None:
         super().__init__()
         if target not in ("label", "predicted"):
             raise ValueError(f"unknown target {target!r}: explain the true 'label' or the 'predicted' class")
+        if penalty_mode not in PENALTY_MODES:
+            raise ValueError(f"unknown penalty_mode {penalty_mode!r}: choose one of {', '.join(PENALTY_MODES)}")
         weights = dict(
             classification_weight=classification_weight, penalty_weight=penalty_weight, rationale_weight=rationale_weight,
             foreground_weight=foreground_weight, background_weight=background_weight,
@@ -81,6 +94,7 @@ class RelevanceLoss(nn.Module):
         self.method = get_method(method)
         self.weights = weights
         self.target = target
+        self.penalty_mode = penalty_mode
         self.penalised_ids = sorted({int(i) for i in penalised_ids or ()})
         self.special_ids = sorted({int(i) for i in special_ids or ()})
 
@@ -110,7 +124,12 @@ class RelevanceLoss(nn.Module):
                 if penalty_mask is None and self.penalised_ids:
                     penalty_mask = torch.isin(inputs["input_ids"], torch.tensor(self.penalised_ids, device=scores.device))
                 if penalty_mask is not None and w["penalty_weight"] > 0:
-                    penalty = _mean_over_marked((shares * penalty_mask).sum(-1), penalty_mask)
+                    if self.penalty_mode == "magnitude":
+                        marked = penalty_mask.to(scores.dtype)
+                        squared = (scores**2 * marked).sum(-1) / marked.sum(-1).clamp_min(1)
+                        penalty = _mean_over_marked(squared, penalty_mask)
+                    else:
+                        penalty = _mean_over_marked((shares * penalty_mask).sum(-1), penalty_mask)
                 rationale_mask = batch.get("rationale_mask")
                 if rationale_mask is not None and w["rationale_weight"] > 0:
                     rationale = _mean_over_marked(1 - (shares * rationale_mask).sum(-1), rationale_mask)

@@ -97,6 +97,19 @@ def test_cli_finetune_writes_a_new_model_and_leaves_the_base(base, tmp_path, cap
     assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), original.parameters()))
 
 
+def test_cli_finetune_magnitude_penalty(base, tmp_path):
+    _, _, folder, data = base
+    out = tmp_path / "tuned"
+    code = main([
+        "finetune", str(data), "--model", str(folder), "--out", str(out), "--words", "zq", "--steps", "2", "--batch-size", "8",
+        "--method", "input_x_gradient", "--penalty-mode", "magnitude", "--penalty-weight", "100", "--id-column", "id", "--quiet",
+    ])
+    assert code == 0
+    record = json.loads((out / "finetune.json").read_text())
+    assert record["settings"]["penalty_mode"] == "magnitude"
+    assert all(h["penalty"] > 0 for h in record["history"])  # squared relevance of zq, never exactly 0
+
+
 @pytest.mark.parametrize(
     "rows, extra, message",
     [

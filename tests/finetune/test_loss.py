@@ -46,10 +46,13 @@ def test_terms_equal_shares_of_the_map(setup):
     assert loss.loss.item() == pytest.approx((ce + expected_penalty + loss.rationale).item(), rel=1e-9)
 
 
-def check_gradient(model, tokenizer, ids, method, probes):
+def check_gradient(model, tokenizer, ids, method, probes, penalty_mode="share", penalty_weight=2.0):
     """d loss / d theta from autograd against central differences, one parameter entry at a time."""
     data = batch(tokenizer)
-    loss_fn = RelevanceLoss.for_tokenizer(tokenizer, method=method, penalised_ids=ids, penalty_weight=2.0, rationale_weight=0.5)
+    loss_fn = RelevanceLoss.for_tokenizer(
+        tokenizer, method=method, penalised_ids=ids, penalty_weight=penalty_weight, rationale_weight=0.5,
+        penalty_mode=penalty_mode,
+    )
     parameters = dict(model.named_parameters())
     loss = loss_fn(model, data).loss
     grads = torch.autograd.grad(loss, [parameters[name] for name, _ in probes], allow_unused=True)
@@ -80,6 +83,32 @@ def test_gradient_matches_finite_differences(setup, method):
         ("classifier.weight", (1, 4)),
     ]
     check_gradient(model, tokenizer, ids, method, probes)
+
+
+def test_magnitude_penalty_is_the_mean_squared_relevance_of_the_tokens(setup):
+    model, tokenizer, ids = setup
+    data = batch(tokenizer, rationales=False)
+    loss = RelevanceLoss.for_tokenizer(tokenizer, method="input_x_gradient", penalised_ids=ids, penalty_mode="magnitude")(model, data)
+    scores = relevancy.attribute(
+        model, {k: data[k] for k in ("input_ids", "attention_mask")}, "input_x_gradient", data["labels"]
+    ).scores
+    planted = data["input_ids"] == ids[0]
+    expected = torch.stack([scores[row][planted[row]].pow(2).mean() for row in range(2)]).mean()  # row 3: no token
+    assert loss.penalty.item() == pytest.approx(expected.item(), rel=1e-9)
+    assert scores[planted].lt(0).any() or scores[planted].gt(0).any()  # a signed map: the penalty is not trivially 0
+
+
+@pytest.mark.parametrize("method", ["input_x_gradient", "full_lrp"])
+def test_magnitude_gradient_matches_finite_differences(setup, method):
+    model, tokenizer, ids = setup
+    probes = [
+        ("bert.encoder.layer.0.attention.self.query.weight", (3, 5)),
+        ("bert.encoder.layer.1.output.dense.weight", (4, 9)),
+        ("bert.embeddings.word_embeddings.weight", (ids[0], 3)),
+        ("classifier.weight", (1, 4)),
+    ]
+    # squared input x gradient is ~1e-4 on this model: a weight that makes the term count in the check
+    check_gradient(model, tokenizer, ids, method, probes, penalty_mode="magnitude", penalty_weight=1000.0)
 
 
 def test_gradient_reaches_the_word_embeddings(setup):
@@ -131,5 +160,7 @@ def test_bad_options():
         RelevanceLoss(target="logit")
     with pytest.raises(ValueError, match="penalty_weight"):
         RelevanceLoss(penalty_weight=-1)
+    with pytest.raises(ValueError, match="unknown penalty_mode"):
+        RelevanceLoss(penalty_mode="squared")
     with pytest.raises(ValueError, match="unknown method"):
         RelevanceLoss(method="nope")
