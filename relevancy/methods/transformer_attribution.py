@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..rules.base import Pass
 from .base import Method, register
 from .rollout import RowRollout
@@ -9,7 +11,11 @@ from .rollout import RowRollout
 
 class _Fold(RowRollout):
     def on_relevance(self, call, probabilities, relevance):
-        cam = (call.probability_gradient() * relevance).clamp(min=0).mean(1)
+        gradient = call.probability_gradient()
+        if torch.is_grad_enabled():  # a differentiable map: keep the graph
+            cam = (gradient * relevance).clamp(min=0).mean(1)
+        else:  # one n x n temporary instead of three
+            cam = gradient.mul_(relevance).clamp_(min=0).mean(1)
         self.fold(call.layer, cam)
 
 

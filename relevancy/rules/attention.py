@@ -91,11 +91,22 @@ class Attention(Rule):
         scores = call.scores()
         probs = call.probabilities(scores)
         s = safe_divide(relevance, probs @ call.value)
-        relevance_probs = probs * (s @ call.value.transpose(-1, -2)) / 2
         relevance_value = call.value * (probs.transpose(-1, -2) @ s) / 2
+        # Without a graph to keep (not a differentiable map), n x n temporaries are reused in place:
+        # at batch 16 and 512 tokens each one is 200 MB per layer.
+        in_place = not torch.is_grad_enabled()
+        if in_place:
+            relevance_probs = (s @ call.value.transpose(-1, -2)).mul_(probs).div_(2)
+        else:
+            relevance_probs = probs * (s @ call.value.transpose(-1, -2)) / 2
         for observer in self.observers:
             observer.on_relevance(call, probs, relevance_probs)
-        s = safe_divide(relevance_probs, scores)
+        del probs
+        if in_place:
+            nonzero = scores != 0
+            s = (relevance_probs / scores.add_(1e-9)).mul_(nonzero)
+        else:
+            s = safe_divide(relevance_probs, scores)
         relevance_query = query * (s @ call.key) / 2
         relevance_key = call.key * (s.transpose(-1, -2) @ query) / 2
         return relevance_query, self._ungroup(relevance_key, key), self._ungroup(relevance_value, value)
