@@ -136,7 +136,9 @@ class Dispatcher:
             return self._linear(x, weight, output, name, bias)
         if name == "addmm":
             bias, x, weight_t = args[0], args[1], args[2]
-            return self._linear(x, weight_t.t(), output, name, bias)
+            # beta * bias + alpha * x W^T: the forward's product is reusable only with the default scales
+            scaled = any(value != 1 for value in list(args[3:]) + [kwargs.get("beta", 1), kwargs.get("alpha", 1)])
+            return self._linear(x, weight_t.t(), output, name, bias, reuse_output=not scaled)
         if name in MATMUL:
             return self._matmul(name, function, args, kwargs, output)
         if name == "conv2d":
@@ -154,11 +156,13 @@ class Dispatcher:
             return attach(Reduce(dims, keepdim), state, output, x)
         self._unsupported(name, "no relevance rule for this operation")
 
-    def _linear(self, x, weight, output, name, bias=None):
+    def _linear(self, x, weight, output, name, bias=None, reuse_output: bool = True):
         if self.is_live(weight):
             self._unsupported(name, "a weight that depends on the input")
         if bias is not None and self.is_live(bias):
             self._unsupported(name, "a bias that depends on the input")
+        if not reuse_output:
+            return attach(self.linear_rule, self.state, output, x, weight)
         bias = bias.detach() if isinstance(bias, torch.Tensor) else None
         return attach(self.linear_rule, self.state, output, x, weight, output.detach(), bias)
 

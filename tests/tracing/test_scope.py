@@ -109,3 +109,24 @@ def test_targets_by_label_and_contrast():
     plain = relevancy.attribute(model, inputs, "full_lrp", target="positive")
     assert contrast.target_classes.tolist() == [2, 2]
     assert not torch.allclose(contrast.scores, plain.scores)
+
+
+def test_linear_rule_reuses_the_forward_only_where_it_equals_x_w():
+    """addmm with beta/alpha != 1 must not reuse its output as x W^T + bias: the relevance through it
+    equals the alpha=1, beta=0 rule computed from scratch (which ignores bias and scales)."""
+    from relevancy.rules.base import Pass
+    from relevancy.rules.linear import AlphaBetaLinear
+    from relevancy.tracing import RelevanceScope
+
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(5, 4, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    relevance = torch.rand(5, 3, dtype=torch.float64)
+    expected, _ = AlphaBetaLinear().relevance(relevance, x, weight.t())
+    for options in ({}, {"beta": 0.5, "alpha": 2.0}):
+        with RelevanceScope(torch.nn.Identity()) as scope:
+            leaf = x.clone().requires_grad_(True)
+            with scope.tracing():
+                output = torch.addmm(bias, scope.mark_input(leaf), weight, **options)
+            scope.set_pass(Pass.RELEVANCE)
+            (ours,) = torch.autograd.grad(output, leaf, relevance)
+        assert torch.allclose(ours, expected, atol=1e-12), options
