@@ -68,6 +68,10 @@ def parse_args(argv=None):
         help="results path without suffix (default: benchmarks/results/shortcut_experiment, -smoke for --smoke)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--finetune-seed", type=int, default=None,
+        help="seed of the batch order and dropout of (b) and (c) only (default --seed): repeats on the same shortcut model",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
         "--method", default="transformer_attribution", choices=("transformer_attribution", "gradient_x_attention"),
@@ -78,9 +82,11 @@ def parse_args(argv=None):
         help="the differentiable map the penalty of (c) is computed on (default: --method; the audit always uses --method)",
     )
     parser.add_argument(
-        "--penalty-mode", default="share", choices=("share", "magnitude"),
-        help="share: the token's share of the positive relevance; magnitude: its mean squared raw relevance (signed maps)",
+        "--penalty-mode", default="share", choices=("share", "magnitude", "removal"),
+        help="share: the token's share of the positive relevance; magnitude: its mean squared raw relevance (signed maps); "
+        "removal: squared integrated gradients of the token from the input with it masked (--guide-method is not used)",
     )
+    parser.add_argument("--removal-steps", type=int, default=8, help="integrated-gradients steps of --penalty-mode removal")
     parser.add_argument(
         "--reuse-rows", action="store_true",
         help="part 1: skip the configurations whose rows the results already hold for the same shortcut model",
@@ -240,15 +246,20 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
         ).model
         timings["train (a)"] = time.time() - started
         shortcut_model.save_pretrained(cached)
+    finetune_seed = args.seed if args.finetune_seed is None else args.finetune_seed
     suffix = f"{args.steps} steps, lr {args.finetune_learning_rate:g}, batch {args.finetune_batch_size}"
+    suffix += "" if finetune_seed == args.seed else f", seed {finetune_seed}"
     method = "" if args.method == "transformer_attribution" else f" [{args.method}]"  # guided and audited map
     guide = args.guide_method or args.method
-    guided = "" if args.penalty_mode == "share" and guide == args.method else f" ({args.penalty_mode} on {guide})"
+    if args.penalty_mode == "removal":
+        guided = f" (removal IG, {args.removal_steps} steps)"
+    else:
+        guided = "" if args.penalty_mode == "share" and guide == args.method else f" ({args.penalty_mode} on {guide})"
     further = {f"(b) + {suffix}, cross-entropy{method}": plain}
     for weight in args.penalty_weights:
         further[f"(c) + {suffix}, penalty weight {weight:g}{guided}{method}"] = RelevanceLoss.for_tokenizer(
             tokenizer, method=guide, penalised_ids=penalised, penalty_weight=weight, rationale_weight=0.0,
-            penalty_mode=args.penalty_mode,
+            penalty_mode=args.penalty_mode, removal_steps=args.removal_steps,
         )
     models = {f"(a) shortcut model{method}": shortcut_model}
     kept = previous["models"] if previous and previous.get("model_key") == key and args.reuse_rows else {}
@@ -259,7 +270,7 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
         started = time.time()
         result = fine_tune(
             shortcut_model, tokenizer, examples, loss, steps=args.steps, batch_size=args.finetune_batch_size,
-            learning_rate=args.finetune_learning_rate, **common,
+            learning_rate=args.finetune_learning_rate, max_length=args.max_length, seed=finetune_seed,
         )
         timings[name] = time.time() - started
         models[name] = result.model

@@ -26,10 +26,13 @@ def add_parser(subparsers) -> None:
         help="a method whose map is differentiable (input_x_gradient and full_lrp are signed: for --penalty-mode magnitude)",
     )
     parser.add_argument(
-        "--penalty-mode", default="share", choices=("share", "magnitude"),
+        "--penalty-mode", default="share", choices=("share", "magnitude", "removal"),
         help="share: the words' share of the positive relevance; magnitude: their mean squared raw relevance, "
-        "which the model cannot lower by flipping its sign or raising other tokens (scale --penalty-weight to the map)",
+        "which the model cannot lower by flipping its sign or raising other tokens (scale --penalty-weight to the map); "
+        "removal: the squared integrated gradients of the words from the input with them masked, about the squared "
+        "change of the class margin when they are removed, which a locally flat model cannot hide (--method unused)",
     )
+    parser.add_argument("--removal-steps", type=int, default=8, help="integrated-gradients steps of --penalty-mode removal")
     parser.add_argument("--target", default="label", choices=("label", "predicted"), help="which class's map is guided")
     parser.add_argument("--penalty-weight", type=float, default=1.0)
     parser.add_argument("--rationale-weight", type=float, default=1.0)
@@ -83,6 +86,7 @@ def run(args) -> int:
         tokenizer, method=args.method, target=args.target, penalised_ids=ids,
         classification_weight=args.classification_weight, penalty_weight=args.penalty_weight if ids else 0.0,
         rationale_weight=args.rationale_weight if args.rationales else 0.0, penalty_mode=args.penalty_mode,
+        removal_steps=args.removal_steps,
     )
     torch.manual_seed(args.seed)
     result = fine_tune(

@@ -12,6 +12,11 @@ A share can be lowered without dropping the evidence (push the token's relevance
 the other tokens'), so ``penalty_mode="magnitude"`` penalises instead the mean squared relevance of
 the penalised positions, unnormalised, best on a signed map (input_x_gradient, full_lrp): in the
 spirit of "Right for the Right Reasons" (Ross et al., IJCAI 2017), which penalises input gradients.
+A local map can still be gamed: the model can make itself flat around the token (small gradient)
+while removing the token still flips the prediction. ``penalty_mode="removal"`` therefore penalises
+integrated gradients along the path from the removal baseline (the penalised tokens replaced by
+[MASK]) to the input: by completeness their sum is the change of the class margin when the tokens
+are removed, so it is 0 only when the model does not use them, however flat it is near the input.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from torch import nn
 from ..adapters.structure import describe
 from ..engine import attribute
 from ..methods import get_method
+from ..methods.integrated_gradients import IntegratedGradients
+from ..targets import Function
 
-PENALTY_MODES = ("share", "magnitude")
+PENALTY_MODES = ("share", "magnitude", "removal")
 MASK_KEYS = ("labels", "penalty_mask", "rationale_mask", "special_tokens_mask", "foreground_mask")
 _TINY = 1e-30
 
@@ -36,7 +43,7 @@ _TINY = 1e-30
 class RelevanceLossOutput:
     loss: torch.Tensor  # what to backpropagate
     classification: torch.Tensor  # the cross-entropy part (unweighted)
-    penalty: torch.Tensor  # mean share (or squared relevance, "magnitude") on penalised positions (unweighted)
+    penalty: torch.Tensor  # mean share, squared relevance ("magnitude") or squared removal effect ("removal") (unweighted)
     rationale: torch.Tensor  # mean share of relevance outside the rationales (unweighted)
     foreground: torch.Tensor  # RobustViT foreground term (unweighted)
     background: torch.Tensor  # RobustViT background term (unweighted)
@@ -53,9 +60,14 @@ class RelevanceLoss(nn.Module):
     """``loss = classification_weight * CE + penalty_weight * penalty + rationale_weight * rationale
     + foreground_weight * foreground + background_weight * background``.
 
-    ``penalty_mode``: "share" (default), the penalised positions' share of the positive relevance; or
+    ``penalty_mode``: "share" (default), the penalised positions' share of the positive relevance;
     "magnitude", the mean over them of the squared raw relevance (its sign and the other tokens
-    cannot hide it).
+    cannot hide it); or "removal", per sample the squared sum of their integrated gradients from
+    the input with them replaced by ``removal_id`` (the mask token with ``for_tokenizer``), for the
+    margin of the explained class over the mean of the others: about the squared change of that
+    margin when the tokens are removed. ``removal_steps`` points on the path, each drawn in its
+    interval while the model is in training mode (unbiased), the midpoints in eval mode.
+    "removal" ignores ``method``.
 
     Call it as ``loss_fn(model, batch)`` with the model's inputs plus ``labels`` and, as needed,
     ``penalty_mask`` / ``rationale_mask`` (B, N) over token positions, ``special_tokens_mask`` (B, N),
@@ -78,6 +90,8 @@ class RelevanceLoss(nn.Module):
         penalised_ids: Iterable[int] | None = None,
         special_ids: Iterable[int] | None = None,
         penalty_mode: str = "share",
+        removal_id: int | None = None,
+        removal_steps: int = 8,
     ) -> None:
         super().__init__()
         if target not in ("label", "predicted"):
@@ -88,6 +102,13 @@ class RelevanceLoss(nn.Module):
             classification_weight=classification_weight, penalty_weight=penalty_weight, rationale_weight=rationale_weight,
             foreground_weight=foreground_weight, background_weight=background_weight,
         )
+        if penalty_mode == "removal" and removal_id is None:
+            raise ValueError(
+                "penalty_mode='removal' needs removal_id, the token that replaces the penalised ones "
+                "(RelevanceLoss.for_tokenizer uses the mask token)"
+            )
+        if removal_steps < 1:
+            raise ValueError("removal_steps must be >= 1")
         negative = [name for name, value in weights.items() if value < 0]
         if negative:
             raise ValueError(f"weights must be >= 0: {', '.join(negative)}")
@@ -97,10 +118,15 @@ class RelevanceLoss(nn.Module):
         self.penalty_mode = penalty_mode
         self.penalised_ids = sorted({int(i) for i in penalised_ids or ()})
         self.special_ids = sorted({int(i) for i in special_ids or ()})
+        self.removal_id = removal_id
+        self.removal_steps = removal_steps
 
     @classmethod
     def for_tokenizer(cls, tokenizer, **options) -> "RelevanceLoss":
-        """With the tokenizer's special tokens left out of the normalisation."""
+        """With the tokenizer's special tokens left out of the normalisation, and its mask token (pad
+        where there is none) as the removal baseline."""
+        removal = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.pad_token_id
+        options.setdefault("removal_id", removal)
         return cls(special_ids=tokenizer.all_special_ids, **options)
 
     def forward(self, model: nn.Module, batch: dict) -> RelevanceLossOutput:
@@ -115,15 +141,19 @@ class RelevanceLoss(nn.Module):
         classification = F.cross_entropy(logits, labels) if labels is not None else zero
         penalty = rationale = foreground = background = zero
         scores = None
-        if any(w[k] > 0 for k in ("penalty_weight", "rationale_weight", "foreground_weight", "background_weight")):
-            target = labels if self.target == "label" else None
+        target = labels if self.target == "label" else None
+        penalty_mask = batch.get("penalty_mask")
+        if penalty_mask is None and self.penalised_ids and "input_ids" in inputs:
+            penalty_mask = torch.isin(inputs["input_ids"], torch.tensor(self.penalised_ids, device=inputs["input_ids"].device))
+        removal = self.penalty_mode == "removal"
+        if removal and penalty_mask is not None and penalty_mask.any() and w["penalty_weight"] > 0:
+            scores, penalty = self._removal_penalty(model, inputs, penalty_mask.bool(), target, logits)
+        others = ("rationale_weight", "foreground_weight", "background_weight") + (() if removal else ("penalty_weight",))
+        if any(w[k] > 0 for k in others):
             scores = attribute(model, inputs, self.method, target, differentiable=True).scores
             if "input_ids" in inputs:
                 shares = self._shares(scores, inputs, batch)
-                penalty_mask = batch.get("penalty_mask")
-                if penalty_mask is None and self.penalised_ids:
-                    penalty_mask = torch.isin(inputs["input_ids"], torch.tensor(self.penalised_ids, device=scores.device))
-                if penalty_mask is not None and w["penalty_weight"] > 0:
+                if penalty_mask is not None and w["penalty_weight"] > 0 and not removal:
                     if self.penalty_mode == "magnitude":
                         marked = penalty_mask.to(scores.dtype)
                         squared = (scores**2 * marked).sum(-1) / marked.sum(-1).clamp_min(1)
@@ -140,6 +170,23 @@ class RelevanceLoss(nn.Module):
             + w["foreground_weight"] * foreground + w["background_weight"] * background
         )
         return RelevanceLossOutput(loss, classification, penalty, rationale, foreground, background, logits, scores)
+
+    def _removal_penalty(self, model, inputs, mask, target, logits) -> tuple[torch.Tensor, torch.Tensor]:
+        """(map, penalty): integrated gradients from the input with the marked tokens removed; the
+        squared sum over the marked positions, averaged over the samples that have any."""
+        if "input_ids" not in inputs:
+            raise ValueError("penalty_mode='removal' needs a text model called with input_ids")
+        classes = (target if target is not None else logits.detach().argmax(-1)).to(logits.device).long()
+
+        def margin(out):  # linear in the logits, so completeness holds for it along the path
+            own = out.gather(-1, classes[:, None]).squeeze(-1)
+            return own - (out.sum(-1) - own) / max(out.shape[-1] - 1, 1)
+
+        baseline = inputs["input_ids"].masked_fill(mask, self.removal_id)
+        method = IntegratedGradients(self.removal_steps, baseline_ids=baseline, stratified=model.training)
+        scores = attribute(model, inputs, method, Function(margin), differentiable=True).scores
+        effect = (scores * mask).sum(-1)
+        return scores, _mean_over_marked(effect**2, mask)
 
     def _shares(self, scores: torch.Tensor, inputs: dict, batch: dict) -> torch.Tensor:
         """Each content position's share of the sample's positive relevance."""
