@@ -135,3 +135,43 @@ def test_span_without_token_indices_names_the_line(tmp_path):
     write_eraser(tmp_path, {"r1": DOC}, [row])
     with pytest.raises(ValueError, match=r"val\.jsonl:1: an evidence span needs integer 'start_token'"):
         load_eraser(tmp_path, "val")
+
+
+def test_oracle_map_on_real_reviews_scores_what_the_window_allows(tmp_path, minilm_tokenizer, monkeypatch):
+    """A map that is the human evidence, through word pieces, truncation and the runner, on real val
+    reviews: token-F1@k must equal the best possible, 2PR/(P+R) with P = min(k, E_in)/min(k, n_in) and
+    R = min(k, E_in)/E (E_in, n_in: evidence words and words inside the 512-token window; E: all evidence),
+    and be high — so low F1 of real maps is the maps', not the protocol's."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from .conftest import require_eraser
+
+    data = load_eraser(require_eraser(), "val").head(4)
+    encodings = [minilm_tokenizer(item.words, is_split_into_words=True, truncation=True, max_length=512) for item in data.items]
+    word_ids = [e.word_ids() for e in encodings]
+
+    def attribute(model, inputs, method, target=None, **_):
+        scores = torch.zeros(inputs["input_ids"].shape)
+        for b, (item, encoding, ids) in enumerate(zip(data.items, encodings, word_ids)):
+            assert inputs["input_ids"][b, : len(ids)].tolist() == encoding["input_ids"], "the batch holds the reviews in order"
+            scores[b, : len(ids)] = torch.tensor([float(w is not None and item.evidence[w]) for w in ids])
+        return Attribution(scores, "tokens", False, method, torch.zeros(len(scores), 2), torch.zeros(len(scores), dtype=torch.long))
+
+    monkeypatch.setattr(runner, "attribute", attribute)
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=minilm_tokenizer.vocab_size, id2label={0: "negative", 1: "positive"})
+    model = BertForSequenceClassification(config).eval()
+    results = evaluate(model, minilm_tokenizer, data, ["rollout"], ["rationale"], out_dir=tmp_path, batch_size=4, target="true", progress=False)
+    values = {row.name: row.values["rollout"] for row in results.rows}
+
+    def best(item, ids, k):
+        window = max(w for w in ids if w is not None) + 1
+        evidence = np.asarray(item.evidence, dtype=bool)
+        hits = min(k, int(evidence[:window].sum()))
+        precision, recall = hits / min(k, window), hits / evidence.sum()
+        return 2 * precision * recall / (precision + recall) if hits else 0.0
+
+    for k in (5, 20, 40, 80):
+        expected = np.mean([best(item, ids, k) for item, ids in zip(data.items, word_ids)])
+        assert values[f"token F1@{k}"] == pytest.approx(expected)
+    assert values["token F1@20"] > 0.3  # random word scores give ~0.04 on these data (see the benchmark's reference table)
