@@ -74,7 +74,7 @@ def run_model(name: str, folder: Path, data: Path, methods: list[str], images: i
     # a map with no information ranks pixels at random: its expected AP is the mask's share of the pixels
     coverage = float(np.mean([item.load()[1].mean() for item in load_image_folder(data / "test").items[:images]]))
     return {"results": results, "records": records, "seconds": timings, "metrics": metrics, "mask_coverage": coverage,
-            "classes": len(model.config.id2label)}
+            "classes": len(model.config.id2label), "input": model.config.image_size, "patch": model.config.patch_size}
 
 
 def _lines(path: Path) -> int:
@@ -119,6 +119,17 @@ def accuracy_on(records: list[dict], test: str) -> float:
     return float(np.mean(list(seen.values()))) if seen else math.nan
 
 
+def training_note(metrics: dict) -> str:
+    """How a from-scratch model was trained, from its metrics.json (empty for the DINOv2 head)."""
+    if "easy_epochs" not in metrics:
+        return ""
+    curriculum = (f"{metrics['easy_epochs']} epochs on {metrics['easy_images']} easy-variant scenes (larger items, milder clutter), then "
+                  if metrics["easy_epochs"] else "")
+    return (f"Trained from scratch (width {metrics['config']['width']}, depth {metrics['config']['depth']}): {curriculum}"
+            f"{metrics['epochs']} epochs on {metrics['train_images']} standard scenes, selected on {metrics['val_images']} "
+            f"(best epoch {metrics['best_epoch']}), {metrics['train_minutes']:.0f} min on one thread. ")
+
+
 def fmt(value: float) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
@@ -126,8 +137,9 @@ def fmt(value: float) -> str:
 def markdown(runs: dict, methods: list[str], args, samples: list[str]) -> str:
     lines = ["# Image evaluation: Fashion-MNIST scenes", "",
              f"Command: `python benchmarks/image_evaluation.py {' '.join(args.argv)}` (one thread). Data: "
-             "`scripts/make_fashion_scenes.py` (112 px scenes, Fashion-MNIST test items on clutter; mask = the item's "
-             "silhouette). Maps explain the predicted class; perturbation removes pixels (set to 0 in [0, 1] space), "
+             "`scripts/make_fashion_scenes.py` (standard variant: 112 px scenes, Fashion-MNIST test items on clutter; mask = the item's "
+             "silhouette). Each model reads the scenes at its own input size: the evaluation resizes image (bilinear) and mask "
+             "(nearest) to it and upsamples the patch-grid maps to it, so a model's segmentation is scored at its input size. Maps explain the predicted class; perturbation removes pixels (set to 0 in [0, 1] space), "
              "AUC over 0-90 % as the paper (accuracy against the true label, and the explained class's probability); "
              "specificity = share of positive map mass on the explained class's item out of both items, explaining each "
              "of the two classes in turn (0.5 = no preference). Default method options (transformer_attribution start_layer 0, "
@@ -135,7 +147,8 @@ def markdown(runs: dict, methods: list[str], args, samples: list[str]) -> str:
     for name, run in runs.items():
         values = table(run, methods)
         m = run["metrics"]
-        lines += [f"## {name}: {m['model']}", "",
+        grid = run["input"] // run["patch"]
+        lines += [f"## {name}: {m['model']}", "", f"Input {run['input']} px, {run['patch']} px patches ({grid}x{grid} grid). " + training_note(m) +
                   f"Test accuracy {100 * m['test_accuracy']:.1f} % on {m['test_images']} test scenes "
                   f"(on the {args.counts[name][0]} evaluated: {100 * accuracy_on(run['records'], 'segmentation'):.1f} %). "
                   f"Images: {args.counts[name][0]} single-item, {args.counts[name][1]} two-item. "

@@ -10,6 +10,12 @@ Splits, in the image-folder layout ``relevancy.evaluation.load_image_folder`` re
 
     apt-get install -y dataset-fashion-mnist
     python scripts/make_fashion_scenes.py            # -> ~/.cache/relevancy/fashion-scenes
+    python scripts/make_fashion_scenes.py --variant easy --out ~/.cache/relevancy/fashion-scenes-easy
+
+``--variant easy`` draws larger items on milder clutter (a curriculum stage for a model trained from
+scratch); the default ``standard`` variant is unchanged, and with the same seed and counts it
+reproduces the same images. Raising ``--train`` only appends images: the first ones, test/ and
+test_pairs/ stay the same.
 
 The mask is exactly the set of pixels the item was painted on (resized item intensity > 10 %), so
 segmentation scores measure the map against the object itself, not against a box.
@@ -31,6 +37,12 @@ DEFAULT_OUT = Path.home() / ".cache" / "relevancy" / "fashion-scenes"
 #: Fashion-MNIST's classes, as file-name-safe labels (they name the per-object mask files).
 CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot")
 THRESHOLD = 0.1  # an item pixel belongs to the silhouette above this intensity
+#: Scene variants: item sizes as fractions of the image side (one-item, two-item images), the
+#: clutter's colour spread around mid-grey (1 = values 40..215) and its number of shapes.
+VARIANTS = {
+    "standard": {"single": (0.32, 0.6), "double": (0.3, 0.45), "contrast": 1.0, "shapes": (4, 8)},
+    "easy": {"single": (0.5, 0.8), "double": (0.36, 0.48), "contrast": 0.5, "shapes": (1, 4)},
+}
 
 
 def read_fashion_mnist(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,14 +59,15 @@ def read_fashion_mnist(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
-def background(rng: np.random.Generator, size: int) -> Image.Image:
+def background(rng: np.random.Generator, size: int, contrast: float = 1.0, shapes: tuple[int, int] = (4, 8)) -> Image.Image:
     """Clutter: smooth colour noise plus random rectangles, ellipses and strokes in random colours
     (mid-range values, so that items of any tint still stand out to a model trained from scratch)."""
-    coarse = rng.integers(40, 216, (size // 14 + 1, size // 14 + 1, 3), dtype=np.uint8)
+    low, high = round(128 - 88 * contrast), round(128 + 88 * contrast)
+    coarse = rng.integers(low, high, (size // 14 + 1, size // 14 + 1, 3), dtype=np.uint8)
     image = Image.fromarray(coarse).resize((size, size), Image.BICUBIC)
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(4, 9))):
-        colour = tuple(int(c) for c in rng.integers(40, 216, 3))
+    for _ in range(int(rng.integers(shapes[0], shapes[1] + 1))):
+        colour = tuple(int(c) for c in rng.integers(low, high, 3))
         x0, y0 = (int(v) for v in rng.integers(-size // 4, size, 2))
         w, h = (int(v) for v in rng.integers(size // 16, size // 3, 2))
         kind = rng.integers(3)
@@ -79,10 +92,10 @@ def paste(canvas: np.ndarray, item: np.ndarray, scale: int, top: int, left: int,
     return mask
 
 
-def scene(rng, size: int, items: list[np.ndarray], scales: tuple[int, int]):
+def scene(rng, size: int, items: list[np.ndarray], scales: tuple[int, int], contrast: float = 1.0, shapes: tuple[int, int] = (4, 8)):
     """One image with the given items at random positions/scales, items not overlapping (retries)."""
     for _attempt in range(100):
-        canvas = np.asarray(background(rng, size), dtype=np.float32).copy()
+        canvas = np.asarray(background(rng, size, contrast, shapes), dtype=np.float32).copy()
         masks = []
         for item in items:
             scale = int(rng.integers(scales[0], scales[1] + 1))
@@ -94,7 +107,7 @@ def scene(rng, size: int, items: list[np.ndarray], scales: tuple[int, int]):
     raise RuntimeError("could not place the items without overlap: use larger --size or smaller scales")
 
 
-def write_split(folder: Path, rng, images, labels, count: int, size: int, scales, two: bool, desc: str) -> None:
+def write_split(folder: Path, rng, images, labels, count: int, size: int, scales, two: bool, desc: str, variant: str = "standard") -> None:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(exist_ok=True)
     rows = ["name,label"]
@@ -103,7 +116,7 @@ def write_split(folder: Path, rng, images, labels, count: int, size: int, scales
         name = f"{index:06d}"
         classes = rng.choice(len(CLASSES), 2, replace=False) if two else [int(rng.integers(len(CLASSES)))]
         chosen = [images[rng.choice(by_class[c])] for c in classes]
-        pixels, masks = scene(rng, size, chosen, scales)
+        pixels, masks = scene(rng, size, chosen, scales, VARIANTS[variant]["contrast"], VARIANTS[variant]["shapes"])
         Image.fromarray(pixels).save(folder / "images" / f"{name}.png")
         if two:
             (folder / "masks" / name).mkdir(exist_ok=True)
@@ -124,10 +137,13 @@ def main(argv=None) -> None:
     parser.add_argument("--test", type=int, default=2000, help="one-item test images")
     parser.add_argument("--pairs", type=int, default=500, help="two-item test images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="standard",
+                        help="standard (36..67 px items in a 112 px image, full clutter) or easy (56..90 px items, milder clutter)")
     args = parser.parse_args(argv)
 
-    single = (round(args.size * 0.32), round(args.size * 0.6))  # 36..67 px items in a 112 px image
-    double = (round(args.size * 0.3), round(args.size * 0.45))
+    variant = VARIANTS[args.variant]
+    single = tuple(round(args.size * f) for f in variant["single"])
+    double = tuple(round(args.size * f) for f in variant["double"])
     train_images, train_labels = read_fashion_mnist(args.source, "train")
     test_images, test_labels = read_fashion_mnist(args.source, "test")
     # separate streams per split, so changing one split's count leaves the others' images unchanged
@@ -138,8 +154,8 @@ def main(argv=None) -> None:
         ("test_pairs", test_images, test_labels, args.pairs, double, True),
     )
     for seed, (name, images, labels, count, scales, two) in zip(seeds, splits):
-        write_split(args.out / name, np.random.default_rng(seed), images, labels, count, args.size, scales, two, name)
-    meta = {"classes": list(CLASSES), "size": args.size, "seed": args.seed, "single_scales": single, "pair_scales": double,
+        write_split(args.out / name, np.random.default_rng(seed), images, labels, count, args.size, scales, two, name, args.variant)
+    meta = {"classes": list(CLASSES), "size": args.size, "seed": args.seed, "variant": args.variant, "single_scales": single, "pair_scales": double,
             "counts": {"train": args.train, "test": args.test, "test_pairs": args.pairs}, "source": str(args.source)}
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     print(f"wrote {args.out}")

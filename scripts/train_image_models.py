@@ -1,6 +1,8 @@
 """Train the two image models of the Fashion-MNIST scenes benchmark (scripts/make_fashion_scenes.py).
 
-  vit     a small HF ``ViTForImageClassification`` (112 px, 14 px patches = 8x8 grid) trained from scratch;
+  vit     a small HF ``ViTForImageClassification`` trained from scratch on downscaled scenes (default
+          64 px, 8 px patches = 8x8 grid), optionally first on the easy scene variant (a curriculum:
+          ``make_fashion_scenes.py --variant easy``), then on the standard scenes;
   dinov2  the real pretrained DINOv2-S/14 (../shared/models/dinov2-small), frozen, with a linear head
           trained on its features, saved as an HF ``Dinov2ForImageClassification`` (its classifier reads
           the CLS token concatenated with the mean patch token, which the engine's readout handles).
@@ -25,19 +27,25 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path.home() / ".cache" / "relevancy" / "fashion-scenes"
+DEFAULT_EASY = Path.home() / ".cache" / "relevancy" / "fashion-scenes-easy"
 DEFAULT_OUT = Path.home() / ".cache" / "relevancy" / "fashion-models"
 DINOV2 = ROOT.parent / "shared" / "models" / "dinov2-small"
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def load_split(folder: Path, classes: list[str], limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images (N, 3, H, W) uint8, labels (N,)) of an image folder, through the library's loader."""
+def load_split(folder: Path, classes: list[str], limit: int | None = None, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (N, 3, H, W) uint8, labels (N,)) of an image folder, through the library's loader;
+    resized to ``size`` px the way the evaluation resizes (PIL bilinear), when given."""
     from PIL import Image
 
     from relevancy.evaluation import load_image_folder
 
+    def read(path):
+        image = Image.open(path).convert("RGB")
+        return np.asarray(image if size is None or image.size == (size, size) else image.resize((size, size), Image.BILINEAR))
+
     items = load_image_folder(folder).items[:limit]
-    images = np.stack([np.asarray(Image.open(item.image_path).convert("RGB")) for item in tqdm(items, desc=f"read {folder.name}", unit="image")])
+    images = np.stack([read(item.image_path) for item in tqdm(items, desc=f"read {folder.name}", unit="image")])
     labels = torch.tensor([classes.index(item.label) for item in items])
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
 
@@ -62,7 +70,7 @@ def accuracy(model, images, labels, mean, std, batch_size: int = 64) -> float:
     return correct / len(labels)
 
 
-def save(model, mean, std, size: int, folder: Path, metrics: dict) -> None:
+def save(model, mean, std, size: int, folder: Path, metrics: dict, quiet: bool = False) -> None:
     from transformers import ViTImageProcessor
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,26 +78,30 @@ def save(model, mean, std, size: int, folder: Path, metrics: dict) -> None:
     # the processor records the model's normalisation, which the evaluation reuses
     ViTImageProcessor(size={"height": size, "width": size}, image_mean=mean, image_std=std).save_pretrained(folder)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    print(json.dumps(metrics, indent=2))
+    if not quiet:
+        print(json.dumps(metrics, indent=2))
 
 
 # -- the ViT from scratch ------------------------------------------------------------------------
-def train_vit(args, classes, train, val, test) -> None:
+def train_vit(args, classes, train, val, test, easy=None) -> None:
+    """AdamW with linear warmup and one cosine decay over all steps; left-right flips. With ``easy``
+    (images, labels of the easy variant), the first ``--vit-easy-epochs`` epochs train on it: from
+    scratch, the model does not find the small item in full clutter (it stays at chance), but it
+    learns on large items on mild clutter and then carries over. Selected on the standard val split."""
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(args.seed)
     size = train[0].shape[-1]
     config = ViTConfig(
-        image_size=size, patch_size=14, hidden_size=args.vit_width, num_hidden_layers=args.vit_depth,
-        num_attention_heads=args.vit_width // 32, intermediate_size=4 * args.vit_width, num_labels=len(classes),
+        image_size=size, patch_size=args.vit_patch, hidden_size=args.vit_width, num_hidden_layers=args.vit_depth,
+        num_attention_heads=args.vit_heads, intermediate_size=4 * args.vit_width, num_labels=len(classes),
         id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)},
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
     model = ViTForImageClassification(config)
     mean = std = [0.5, 0.5, 0.5]
-    images, labels = train
-    steps_per_epoch = math.ceil(len(labels) / args.batch_size)
-    total = steps_per_epoch * args.vit_epochs
+    stages = ([("easy", easy, args.vit_easy_epochs)] if easy is not None and args.vit_easy_epochs else []) + [("standard", train, args.vit_epochs)]
+    total = sum(math.ceil(len(data[1]) / args.batch_size) * epochs for _, data, epochs in stages)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.vit_lr, weight_decay=0.05)
     warmup = max(1, total // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -97,37 +109,51 @@ def train_vit(args, classes, train, val, test) -> None:
     )
     generator = torch.Generator().manual_seed(args.seed)
     best, best_state, history, started = -1.0, None, [], time.time()
-    for epoch in range(args.vit_epochs):
-        model.train()
-        order = torch.randperm(len(labels), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"vit epoch {epoch + 1}/{args.vit_epochs}", unit="step")
-        for step in bar:
-            index = order[step * args.batch_size : (step + 1) * args.batch_size]
-            batch = normalise(images[index], mean, std)
-            flip = torch.rand(len(index), generator=generator) < 0.5  # left-right flips: the only augmentation
-            batch[flip] = batch[flip].flip(-1)
-            loss = torch.nn.functional.cross_entropy(model(pixel_values=batch).logits, labels[index], label_smoothing=0.1)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        val_accuracy = accuracy(model, *val, mean, std)
-        history.append({"epoch": epoch + 1, "val_accuracy": val_accuracy, "minutes": (time.time() - started) / 60})
-        print(history[-1], flush=True)
-        if val_accuracy > best:
-            best, best_state = val_accuracy, {k: v.clone() for k, v in model.state_dict().items()}
+    epochs = sum(e for *_, e in stages)
+
+    def describe(test_accuracy):
+        return {
+            "model": "ViTForImageClassification from scratch",
+            "config": {"width": args.vit_width, "depth": args.vit_depth, "heads": args.vit_heads, "patch": args.vit_patch, "image": size},
+            "train_images": len(train[1]), "easy_images": len(easy[1]) if easy is not None and args.vit_easy_epochs else 0,
+            "val_images": len(val[1]), "test_images": len(test[1]), "easy_epochs": args.vit_easy_epochs if easy is not None else 0,
+            "epochs": args.vit_epochs, "batch_size": args.batch_size, "lr": args.vit_lr, "seed": args.seed, "threads": args.threads,
+            "best_val_accuracy": best, "best_epoch": max(history, key=lambda h: h["val_accuracy"])["epoch"],
+            "test_accuracy": test_accuracy, "history": history, "train_minutes": (time.time() - started) / 60,
+        }
+
+    for stage, (images, labels), stage_epochs in stages:
+        steps_per_epoch = math.ceil(len(labels) / args.batch_size)
+        for _ in range(stage_epochs):
+            model.train()
+            order = torch.randperm(len(labels), generator=generator)
+            bar = tqdm(range(steps_per_epoch), desc=f"vit {stage} epoch {len(history) + 1}/{epochs}", unit="step")
+            seen = losses = hits = 0
+            for step in bar:
+                index = order[step * args.batch_size : (step + 1) * args.batch_size]
+                batch = normalise(images[index], mean, std)
+                flip = torch.rand(len(index), generator=generator) < 0.5  # left-right flips: the only augmentation
+                batch[flip] = batch[flip].flip(-1)
+                logits = model(pixel_values=batch).logits
+                loss = torch.nn.functional.cross_entropy(logits, labels[index], label_smoothing=0.1)
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                seen, losses, hits = seen + len(index), losses + loss.item() * len(index), hits + int((logits.argmax(-1) == labels[index]).sum())
+                bar.set_postfix(loss=f"{losses / seen:.3f}", acc=f"{hits / seen:.3f}")
+            val_accuracy = accuracy(model, *val, mean, std)
+            history.append({"epoch": len(history) + 1, "stage": stage, "train_loss": losses / seen, "train_accuracy": hits / seen,
+                            "val_accuracy": val_accuracy, "minutes": (time.time() - started) / 60})
+            print(history[-1], flush=True)
+            if val_accuracy > best:
+                best, best_state = val_accuracy, {k: v.clone() for k, v in model.state_dict().items()}
+                # an interrupted run still leaves its best model so far (test accuracy not yet measured)
+                save(model, mean, std, size, args.out / "vit", {**describe(None), "complete": False}, quiet=True)
     model.load_state_dict(best_state)
     model.eval()
-    metrics = {
-        "model": "ViTForImageClassification from scratch", "config": {"width": args.vit_width, "depth": args.vit_depth, "patch": 14, "image": size},
-        "train_images": len(labels), "val_images": len(val[1]), "test_images": len(test[1]), "epochs": args.vit_epochs,
-        "batch_size": args.batch_size, "lr": args.vit_lr, "seed": args.seed, "threads": args.threads,
-        "best_val_accuracy": best, "test_accuracy": accuracy(model, *test, mean, std), "history": history,
-        "train_minutes": (time.time() - started) / 60,
-    }
-    save(model, mean, std, size, args.out / "vit", metrics)
+    save(model, mean, std, size, args.out / "vit", {**describe(accuracy(model, *test, mean, std)), "complete": True})
 
 
 # -- DINOv2 with a trained head --------------------------------------------------------------------
@@ -230,10 +256,16 @@ def main(argv=None) -> None:
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--dinov2-train-limit", type=int, default=None, help="fewer training images for DINOv2's feature pass")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--vit-size", type=int, default=64, help="the ViT's input side: scenes are downscaled to it (bilinear, as the evaluation does)")
+    parser.add_argument("--vit-patch", type=int, default=8)
     parser.add_argument("--vit-width", type=int, default=128)
     parser.add_argument("--vit-depth", type=int, default=4)
-    parser.add_argument("--vit-epochs", type=int, default=10)
+    parser.add_argument("--vit-heads", type=int, default=4)
+    parser.add_argument("--vit-epochs", type=int, default=10, help="epochs on the standard scenes")
     parser.add_argument("--vit-lr", type=float, default=1e-3)
+    parser.add_argument("--vit-easy-data", type=Path, default=DEFAULT_EASY, help="make_fashion_scenes.py --variant easy output (curriculum)")
+    parser.add_argument("--vit-easy-epochs", type=int, default=0, help="epochs on the easy scenes first (0: no curriculum)")
+    parser.add_argument("--vit-easy-limit", type=int, default=None, help="use the first N easy training images")
     parser.add_argument("--head-epochs", type=int, default=100)
     parser.add_argument("--head-lr", type=float, default=1e-3)
     parser.add_argument("--head-weight-decay", type=float, default=1e-2)
@@ -243,17 +275,24 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
 
     classes = json.loads((args.data / "meta.json").read_text())["classes"]
-    images, labels = load_split(args.data / "train", classes, args.train_limit)
-    test = load_split(args.data / "test", classes, args.test_limit)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in models:
         if name not in ("vit", "dinov2"):
             raise ValueError(f"unknown model {name!r}: choose vit and/or dinov2")
     if "vit" in models:
-        train_vit(args, classes, *split_validation(images, labels), test)
+        easy = None
+        if args.vit_easy_epochs:
+            if not (args.vit_easy_data / "meta.json").is_file():
+                raise FileNotFoundError(f"no easy scenes at {args.vit_easy_data}: run scripts/make_fashion_scenes.py --variant easy "
+                                        f"--out {args.vit_easy_data}, or pass --vit-easy-epochs 0")
+            easy = load_split(args.vit_easy_data / "train", classes, args.vit_easy_limit, args.vit_size)
+        images, labels = load_split(args.data / "train", classes, args.train_limit, args.vit_size)
+        test = load_split(args.data / "test", classes, args.test_limit, args.vit_size)
+        train_vit(args, classes, *split_validation(images, labels), test, easy)
     if "dinov2" in models:
-        limit = args.dinov2_train_limit or len(labels)
-        train_dinov2(args, classes, *split_validation(images[:limit], labels[:limit]), test)
+        images, labels = load_split(args.data / "train", classes, args.dinov2_train_limit or args.train_limit)
+        test = load_split(args.data / "test", classes, args.test_limit)
+        train_dinov2(args, classes, *split_validation(images, labels), test)
 
 
 if __name__ == "__main__":

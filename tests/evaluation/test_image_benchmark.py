@@ -119,3 +119,41 @@ def test_a_class_mask_of_another_size_is_refused_when_the_folder_is_loaded(scene
     Image.new("L", (16, 32)).save(bad)
     with pytest.raises(ValueError, match=rf"images/000001\.png is 32x32 pixels but its mask .*{bad.name} is 16x32"):
         load_image_folder(folder)
+
+
+def test_the_standard_variant_is_the_default_and_the_easy_one_draws_larger_items(scenes, scene_folder, tmp_path):
+    source = scene_folder.parent / "source"
+    common = ["--source", str(source), "--size", "32", "--train", "2", "--test", "3", "--pairs", "2"]
+    scenes.main(["--out", str(tmp_path / "standard"), *common, "--variant", "standard"])
+    scenes.main(["--out", str(tmp_path / "easy"), *common, "--variant", "easy"])
+    for split in ("train", "test", "test_pairs"):  # no --variant: the same images as before the option existed
+        for path in sorted((scene_folder / split / "images").iterdir()):
+            assert path.read_bytes() == (tmp_path / "standard" / split / "images" / path.name).read_bytes()
+    meta = {v: json.loads((tmp_path / v / "meta.json").read_text()) for v in ("standard", "easy")}
+    assert meta["easy"]["variant"] == "easy" and meta["easy"]["single_scales"][0] > meta["standard"]["single_scales"][0]
+    mean_area = {v: np.mean([item.load()[1].sum() for item in load_image_folder(tmp_path / v / "test").items]) for v in meta}
+    assert mean_area["easy"] > mean_area["standard"]
+
+
+def test_vit_training_runs_the_curriculum_and_saves_a_loadable_model(scenes, tmp_path):
+    """Tiny sizes: the easy stage then the standard stage, the model downscaled to its input size."""
+    spec = importlib.util.spec_from_file_location("train_image_models", SCRIPT.parent / "train_image_models.py")
+    training = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(training)
+    source = write_fake_fashion_mnist(tmp_path / "source")
+    common = ["--source", str(source), "--size", "32", "--train", "20", "--test", "6", "--pairs", "1"]
+    scenes.main(["--out", str(tmp_path / "standard"), *common])
+    scenes.main(["--out", str(tmp_path / "easy"), *common, "--variant", "easy"])
+    training.main(["--models", "vit", "--data", str(tmp_path / "standard"), "--out", str(tmp_path / "models"), "--vit-easy-data",
+                   str(tmp_path / "easy"), "--vit-easy-epochs", "1", "--vit-epochs", "1", "--vit-size", "16", "--vit-patch", "4",
+                   "--vit-width", "32", "--vit-heads", "2", "--vit-depth", "1", "--batch-size", "8"])
+    metrics = json.loads((tmp_path / "models" / "vit" / "metrics.json").read_text())
+    assert [h["stage"] for h in metrics["history"]] == ["easy", "standard"] and metrics["complete"]
+    assert metrics["easy_images"] == 20 and metrics["train_images"] == 18 and 0 <= metrics["test_accuracy"] <= 1
+    from relevancy.adapters.loading import load
+
+    model, processor = load(str(tmp_path / "models" / "vit"))
+    assert model.config.image_size == 16 and processor.size == {"height": 16, "width": 16}
+    with pytest.raises(FileNotFoundError, match="--variant easy"):
+        training.main(["--models", "vit", "--data", str(tmp_path / "standard"), "--out", str(tmp_path / "m2"),
+                       "--vit-easy-data", str(tmp_path / "none"), "--vit-easy-epochs", "1"])
