@@ -88,6 +88,14 @@ def parse_args(argv=None):
     )
     parser.add_argument("--removal-steps", type=int, default=8, help="integrated-gradients steps of --penalty-mode removal")
     parser.add_argument(
+        "--insert-penalised", action="store_true",
+        help="--penalty-mode removal: penalise the token also inserted into the batch's sentences without it (every class)",
+    )
+    parser.add_argument(
+        "--augment-baseline", action="store_true",
+        help="also (b'): plain cross-entropy on the training set with the token inserted into every sentence without it",
+    )
+    parser.add_argument(
         "--reuse-rows", action="store_true",
         help="part 1: skip the configurations whose rows the results already hold for the same shortcut model",
     )
@@ -252,14 +260,20 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
     method = "" if args.method == "transformer_attribution" else f" [{args.method}]"  # guided and audited map
     guide = args.guide_method or args.method
     if args.penalty_mode == "removal":
-        guided = f" (removal IG, {args.removal_steps} steps)"
+        inserted = ", inserted into every sentence" if args.insert_penalised else ""
+        guided = f" (removal IG, {args.removal_steps} steps{inserted})"
     else:
         guided = "" if args.penalty_mode == "share" and guide == args.method else f" ({args.penalty_mode} on {guide})"
     further = {f"(b) + {suffix}, cross-entropy{method}": plain}
+    augmented = examples
+    if args.augment_baseline:  # counterfactual augmentation: the token no longer tells the classes apart
+        every = [r if token in r["text"].split() else plant([r], token, r["label"], 1.0, rng)[0] for r in train]
+        augmented = training_examples(load_texts(every), LABELS)
+        further[f"(b') + {suffix}, cross-entropy, token inserted into every training sentence{method}"] = plain
     for weight in args.penalty_weights:
         further[f"(c) + {suffix}, penalty weight {weight:g}{guided}{method}"] = RelevanceLoss.for_tokenizer(
             tokenizer, method=guide, penalised_ids=penalised, penalty_weight=weight, rationale_weight=0.0,
-            penalty_mode=args.penalty_mode, removal_steps=args.removal_steps,
+            penalty_mode=args.penalty_mode, removal_steps=args.removal_steps, insert_penalised=args.insert_penalised,
         )
     models = {f"(a) shortcut model{method}": shortcut_model}
     kept = previous["models"] if previous and previous.get("model_key") == key and args.reuse_rows else {}
@@ -269,7 +283,7 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
     for name, loss in further.items():
         started = time.time()
         result = fine_tune(
-            shortcut_model, tokenizer, examples, loss, steps=args.steps, batch_size=args.finetune_batch_size,
+            shortcut_model, tokenizer, augmented if name.startswith("(b')") else examples, loss, steps=args.steps, batch_size=args.finetune_batch_size,
             learning_rate=args.finetune_learning_rate, max_length=args.max_length, seed=finetune_seed,
         )
         timings[name] = time.time() - started

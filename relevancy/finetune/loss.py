@@ -67,7 +67,10 @@ class RelevanceLoss(nn.Module):
     margin of the explained class over the mean of the others: about the squared change of that
     margin when the tokens are removed. ``removal_steps`` points on the path, each drawn in its
     interval while the model is in training mode (unbiased), the midpoints in eval mode.
-    "removal" ignores ``method``.
+    "removal" ignores ``method``. ``insert_penalised`` (removal only): samples without a penalised
+    token get one (the first of ``penalised_ids``) inserted at a random position after the first
+    token, for the penalty only: the token's effect is then penalised in every context, not only in
+    those it came with in the data (a shortcut's token appears with one class only).
 
     Call it as ``loss_fn(model, batch)`` with the model's inputs plus ``labels`` and, as needed,
     ``penalty_mask`` / ``rationale_mask`` (B, N) over token positions, ``special_tokens_mask`` (B, N),
@@ -92,6 +95,7 @@ class RelevanceLoss(nn.Module):
         penalty_mode: str = "share",
         removal_id: int | None = None,
         removal_steps: int = 8,
+        insert_penalised: bool = False,
     ) -> None:
         super().__init__()
         if target not in ("label", "predicted"):
@@ -107,6 +111,8 @@ class RelevanceLoss(nn.Module):
                 "penalty_mode='removal' needs removal_id, the token that replaces the penalised ones "
                 "(RelevanceLoss.for_tokenizer uses the mask token)"
             )
+        if insert_penalised and (penalty_mode != "removal" or not penalised_ids):
+            raise ValueError("insert_penalised needs penalty_mode='removal' and penalised_ids (the token to insert)")
         if removal_steps < 1:
             raise ValueError("removal_steps must be >= 1")
         negative = [name for name, value in weights.items() if value < 0]
@@ -120,6 +126,7 @@ class RelevanceLoss(nn.Module):
         self.special_ids = sorted({int(i) for i in special_ids or ()})
         self.removal_id = removal_id
         self.removal_steps = removal_steps
+        self.insert_penalised = insert_penalised
 
     @classmethod
     def for_tokenizer(cls, tokenizer, **options) -> "RelevanceLoss":
@@ -146,7 +153,7 @@ class RelevanceLoss(nn.Module):
         if penalty_mask is None and self.penalised_ids and "input_ids" in inputs:
             penalty_mask = torch.isin(inputs["input_ids"], torch.tensor(self.penalised_ids, device=inputs["input_ids"].device))
         removal = self.penalty_mode == "removal"
-        if removal and penalty_mask is not None and penalty_mask.any() and w["penalty_weight"] > 0:
+        if removal and penalty_mask is not None and (penalty_mask.any() or self.insert_penalised) and w["penalty_weight"] > 0:
             scores, penalty = self._removal_penalty(model, inputs, penalty_mask.bool(), target, logits)
         others = ("rationale_weight", "foreground_weight", "background_weight") + (() if removal else ("penalty_weight",))
         if any(w[k] > 0 for k in others):
@@ -182,6 +189,8 @@ class RelevanceLoss(nn.Module):
             own = out.gather(-1, classes[:, None]).squeeze(-1)
             return own - (out.sum(-1) - own) / max(out.shape[-1] - 1, 1)
 
+        if self.insert_penalised:
+            inputs, mask = _insert(inputs, mask, self.penalised_ids[0])
         baseline = inputs["input_ids"].masked_fill(mask, self.removal_id)
         method = IntegratedGradients(self.removal_steps, baseline_ids=baseline, stratified=model.training)
         scores = attribute(model, inputs, method, Function(margin), differentiable=True).scores
@@ -223,3 +232,28 @@ def _mean_over_marked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if not marked.any():
         return values.new_zeros(())
     return values[marked].mean()
+
+
+def _insert(inputs: dict, mask: torch.Tensor, token: int) -> tuple[dict, torch.Tensor]:
+    """``inputs`` one column wider, with ``token`` inserted at a random position (after the first
+    token, up to the last attended one) in each row that ``mask`` marks nowhere; the new mask marks
+    the inserted tokens and the ones already there."""
+    ids = inputs["input_ids"]
+    rows = ids.shape[0]
+    odd = [key for key, value in inputs.items() if not isinstance(value, torch.Tensor) or value.shape != ids.shape]
+    if odd:
+        raise ValueError(f"insert_penalised needs inputs shaped like input_ids; {', '.join(odd)} are not")
+    lengths = inputs.get("attention_mask", torch.ones_like(ids)).sum(-1)
+    wide = {key: torch.cat([value, torch.zeros_like(value[:, :1])], 1) for key, value in inputs.items()}
+    new_mask = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
+    for row in range(rows):
+        if mask[row].any():
+            continue
+        # after the first token ([CLS]) and before the last attended one ([SEP])
+        at = int(torch.randint(1, max(int(lengths[row]), 2), ()))
+        for key, value in inputs.items():
+            fill = token if key == "input_ids" else value[row, at - 1]
+            wide[key][row] = torch.cat([value[row, :at], value.new_tensor([fill]), value[row, at:]])
+        new_mask[row] = False
+        new_mask[row, at] = True
+    return wide, new_mask

@@ -131,3 +131,30 @@ def test_stratified_points_estimate_the_removal_effect_without_bias(setup):
     assert not torch.equal(draws[0], draws[1])
     mean, spread = torch.stack(draws).mean(0), torch.stack(draws).std(0)
     assert ((mean - exact).abs() <= 4 * spread / 40**0.5 + 1e-9).all()
+
+
+def test_inserted_token_is_penalised_in_every_sample(setup):
+    from relevancy.finetune.loss import _insert
+
+    model, tokenizer, ids = setup
+    data = batch(tokenizer, rationales=False)
+    inputs = {**inputs_of(data), "token_type_ids": torch.zeros_like(data["input_ids"])}
+    planted = inputs["input_ids"] == ids[0]
+    torch.manual_seed(0)
+    wide, mask = _insert(inputs, planted, ids[0])
+    assert wide["input_ids"].shape[1] == inputs["input_ids"].shape[1] + 1
+    assert mask.sum(-1).tolist() == [1, 1, 1] and (wide["input_ids"][mask] == ids[0]).all()
+    third = wide["input_ids"][2][wide["attention_mask"][2].bool()].tolist()
+    original = inputs["input_ids"][2][inputs["attention_mask"][2].bool()].tolist()
+    assert third[0] == original[0] and third[-1] == original[-1]  # [CLS] and [SEP] stay at the ends
+    assert third[:mask[2].nonzero().item()] + third[mask[2].nonzero().item() + 1 :] == original
+    assert torch.equal(wide["input_ids"][0, :-1], inputs["input_ids"][0])  # rows with the token are unchanged
+
+    options = dict(penalised_ids=ids, penalty_mode="removal", removal_steps=4, rationale_weight=0.0)
+    only_present = RelevanceLoss.for_tokenizer(tokenizer, **options)
+    everywhere = RelevanceLoss.for_tokenizer(tokenizer, insert_penalised=True, **options)
+    no_token = {k: v[2:] for k, v in data.items()}  # the third text has no planted token
+    assert only_present(model, no_token).penalty.item() == 0
+    assert everywhere(model, no_token).penalty.item() > 0
+    with pytest.raises(ValueError, match="insert_penalised"):
+        RelevanceLoss.for_tokenizer(tokenizer, insert_penalised=True)
