@@ -33,6 +33,10 @@ def add_parser(subparsers) -> None:
         "change of the class margin when they are removed, which a locally flat model cannot hide (--method unused)",
     )
     parser.add_argument("--removal-steps", type=int, default=8, help="integrated-gradients steps of --penalty-mode removal")
+    parser.add_argument(
+        "--insert-penalised", action="store_true",
+        help="--penalty-mode removal: also penalise one of the words (the lowest token id) inserted into the sentences without any (every class)",
+    )
     parser.add_argument("--target", default="label", choices=("label", "predicted"), help="which class's map is guided")
     parser.add_argument("--penalty-weight", type=float, default=1.0)
     parser.add_argument("--rationale-weight", type=float, default=1.0)
@@ -86,7 +90,7 @@ def run(args) -> int:
         tokenizer, method=args.method, target=args.target, penalised_ids=ids,
         classification_weight=args.classification_weight, penalty_weight=args.penalty_weight if ids else 0.0,
         rationale_weight=args.rationale_weight if args.rationales else 0.0, penalty_mode=args.penalty_mode,
-        removal_steps=args.removal_steps,
+        removal_steps=args.removal_steps, insert_penalised=args.insert_penalised,
     )
     torch.manual_seed(args.seed)
     result = fine_tune(

@@ -68,7 +68,7 @@ class RelevanceLoss(nn.Module):
     margin when the tokens are removed. ``removal_steps`` points on the path, each drawn in its
     interval while the model is in training mode (unbiased), the midpoints in eval mode.
     "removal" ignores ``method``. ``insert_penalised`` (removal only): samples without a penalised
-    token get one (the first of ``penalised_ids``) inserted at a random position after the first
+    token get one (the lowest of ``penalised_ids``) inserted at a random position after the first
     token, for the penalty only: the token's effect is then penalised in every context, not only in
     those it came with in the data (a shortcut's token appears with one class only).
 

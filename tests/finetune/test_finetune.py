@@ -115,11 +115,11 @@ def test_cli_finetune_removal_penalty(base, tmp_path):
     out = tmp_path / "tuned"
     code = main([
         "finetune", str(data), "--model", str(folder), "--out", str(out), "--words", "zq", "--steps", "2", "--batch-size", "8",
-        "--penalty-mode", "removal", "--removal-steps", "2", "--id-column", "id", "--quiet",
+        "--penalty-mode", "removal", "--removal-steps", "2", "--insert-penalised", "--id-column", "id", "--quiet",
     ])
     assert code == 0
     record = json.loads((out / "finetune.json").read_text())
-    assert record["settings"]["penalty_mode"] == "removal" and record["settings"]["removal_steps"] == 2
+    assert record["settings"]["penalty_mode"] == "removal" and record["settings"]["insert_penalised"]
     assert all(h["penalty"] > 0 for h in record["history"])
 
 
