@@ -282,8 +282,9 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
     histories = {}
     for name, loss in further.items():
         started = time.time()
+        data = augmented if name.startswith("(b')") else examples
         result = fine_tune(
-            shortcut_model, tokenizer, augmented if name.startswith("(b')") else examples, loss, steps=args.steps, batch_size=args.finetune_batch_size,
+            shortcut_model, tokenizer, data, loss, steps=args.steps, batch_size=args.finetune_batch_size,
             learning_rate=args.finetune_learning_rate, max_length=args.max_length, seed=finetune_seed,
         )
         timings[name] = time.time() - started

@@ -35,7 +35,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--removal-steps", type=int, default=8, help="integrated-gradients steps of --penalty-mode removal")
     parser.add_argument(
         "--insert-penalised", action="store_true",
-        help="--penalty-mode removal: also penalise one of the words (the lowest token id) inserted into the sentences without any (every class)",
+        help="--penalty-mode removal: also penalise one of the words (the lowest token id) inserted into the "
+        "sentences without any (every class)",
     )
     parser.add_argument("--target", default="label", choices=("label", "predicted"), help="which class's map is guided")
     parser.add_argument("--penalty-weight", type=float, default=1.0)

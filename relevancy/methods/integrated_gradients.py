@@ -56,7 +56,8 @@ class IntegratedGradients(Method):
             raise ValueError("baseline_ids need a text model called with input_ids (images start from a zero input)")
         if tuple(self.baseline_ids.shape) != tuple(ids.shape):
             raise ValueError(
-                f"baseline_ids have shape {tuple(self.baseline_ids.shape)} but input_ids {tuple(ids.shape)}: give one baseline id per input token"
+                f"baseline_ids have shape {tuple(self.baseline_ids.shape)} but input_ids {tuple(ids.shape)}: "
+                "give one baseline id per input token"
             )
         with run.scope.paused(), torch.enable_grad():
             return run.structure.input_embeddings(self.baseline_ids.to(ids.device))
