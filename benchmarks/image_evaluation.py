@@ -91,25 +91,37 @@ def table(model_run: dict, methods: list[str]) -> dict:
     return values
 
 
+#: Per-image quantities: (name, scale, higher is better).
+PER_IMAGE = (("ap", 100.0, True), ("share", 1.0, True), ("pos_prob_auc", 1.0, False), ("neg_prob_auc", 1.0, True))
+
+
 def per_image(records: list[dict], methods: list[str]) -> dict:
-    """Per method: mean and standard error of the per-image AP (%) and specificity share, and the
-    share of images on which transformer_attribution beats the method (paired)."""
+    """Per method: mean and standard error of the per-image AP (%), specificity share and the
+    explained class's probability AUCs, and the share of images on which transformer_attribution
+    does better than the method (paired; lower is better for the positive AUC)."""
+    from relevancy.evaluation.metrics import perturbation_auc
+
     out = {}
     series = {}
     for method in methods:
-        ap = {r["id"]: r["ap"] for r in records if r["method"] == method and r["test"] == "segmentation" and r["ap"] is not None}
-        share = {r["id"]: r["share"] for r in records if r["method"] == method and r["test"] == "specificity" and r["share"] is not None}
-        series[method] = {"ap": ap, "share": share}
+        mine = [r for r in records if r["method"] == method]
+        series[method] = {
+            "ap": {r["id"]: r["ap"] for r in mine if r["test"] == "segmentation" and r["ap"] is not None},
+            "share": {r["id"]: r["share"] for r in mine if r["test"] == "specificity" and r["share"] is not None},
+            "pos_prob_auc": {r["id"]: perturbation_auc(r["positive"]["probability"]) for r in mine if r["test"] == "perturbation"},
+            "neg_prob_auc": {r["id"]: perturbation_auc(r["negative"]["probability"]) for r in mine if r["test"] == "perturbation"},
+        }
     for method in methods:
         entry = {}
-        for quantity, scale in (("ap", 100.0), ("share", 1.0)):
+        for quantity, scale, up in PER_IMAGE:
             values = np.array(list(series[method][quantity].values())) * scale
             entry[quantity] = {"mean": float(values.mean()) if values.size else math.nan,
                                "se": float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan, "n": int(values.size)}
             ours = series["transformer_attribution"][quantity] if "transformer_attribution" in series else {}
-            common = sorted(set(ours) & set(series[method][quantity]))
+            theirs = series[method][quantity]
+            common = sorted(set(ours) & set(theirs))
             if method != "transformer_attribution" and common:
-                entry[quantity]["ta_wins"] = float(np.mean([ours[i] > series[method][quantity][i] for i in common]))
+                entry[quantity]["ta_wins"] = float(np.mean([ours[i] > theirs[i] if up else ours[i] < theirs[i] for i in common]))
         out[method] = entry
     return out
 
@@ -165,12 +177,17 @@ def markdown(runs: dict, methods: list[str], args, samples: list[str]) -> str:
             cells = [f"**{fmt(values[method][c])}**" if values[method][c] == best[c] else fmt(values[method][c]) for c, *_ in COLUMNS]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         stats = run["per_image"]
-        lines += ["", "Per image (mean ± standard error; 'TA wins' = share of images where transformer_attribution scores higher):", "",
-                  "| method | AP (%) | TA wins (AP) | specificity share | TA wins (share) |", "|---|---:|---:|---:|---:|"]
+        lines += ["", "Per image (mean ± standard error; 'TA wins' = share of images where transformer_attribution does better, "
+                  "paired; ties count as not winning; pos./neg. AUC prob = the explained class's probability AUC of each image):", "",
+                  "| method | AP (%) ↑ | TA wins | specificity share ↑ | TA wins | pos. AUC prob ↓ | TA wins | neg. AUC prob ↑ | TA wins |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for method in methods:
-            ap, share = stats[method]["ap"], stats[method]["share"]
-            lines.append(f"| {method} | {fmt(ap['mean'])} ± {fmt(ap['se'])} | {fmt(ap.get('ta_wins'))} | "
-                         f"{share['mean']:.3f} ± {share['se']:.3f} | {fmt(share.get('ta_wins'))} |")
+            cells = []
+            for quantity, *_ in PER_IMAGE:
+                value = stats[method][quantity]
+                spread = f"{value['mean']:.3f} ± {value['se']:.3f}" if quantity == "share" else f"{fmt(value['mean'])} ± {fmt(value['se'])}"
+                cells += [spread, fmt(value.get("ta_wins"))]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines += ["", "Where transformer_attribution does **not** beat a baseline (equal or worse):", ""]
         ta = values.get("transformer_attribution")
         if ta:

@@ -157,3 +157,25 @@ def test_vit_training_runs_the_curriculum_and_saves_a_loadable_model(scenes, tmp
     with pytest.raises(FileNotFoundError, match="--variant easy"):
         training.main(["--models", "vit", "--data", str(tmp_path / "standard"), "--out", str(tmp_path / "m2"),
                        "--vit-easy-data", str(tmp_path / "none"), "--vit-easy-epochs", "1"])
+
+
+def test_per_image_statistics_are_paired_and_respect_each_direction():
+    spec = importlib.util.spec_from_file_location("image_evaluation", SCRIPT.parents[1] / "benchmarks" / "image_evaluation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    flat, falling = [0.5] * 10, [0.5] + [0.0] * 9  # AUCs 45 and 2.5
+
+    def records(method, ap, positive, negative):
+        return [{"method": method, "test": "segmentation", "id": "a", "ap": ap},
+                {"method": method, "test": "perturbation", "id": "a", "positive": {"probability": positive}, "negative": {"probability": negative}}]
+
+    stats = bench.per_image(records("transformer_attribution", 0.9, falling, flat) + records("rollout", 0.5, flat, falling),
+                            ["transformer_attribution", "rollout"])
+    assert stats["rollout"]["ap"]["mean"] == pytest.approx(50.0) and stats["rollout"]["ap"]["ta_wins"] == 1.0
+    assert stats["rollout"]["pos_prob_auc"]["mean"] == pytest.approx(45.0)
+    assert stats["rollout"]["pos_prob_auc"]["ta_wins"] == 1.0  # lower is better for the positive AUC
+    assert stats["rollout"]["neg_prob_auc"]["ta_wins"] == 1.0
+    swapped = bench.per_image(records("transformer_attribution", 0.5, flat, falling) + records("rollout", 0.9, falling, flat),
+                              ["transformer_attribution", "rollout"])
+    assert all(swapped["rollout"][q]["ta_wins"] == 0.0 for q in ("ap", "pos_prob_auc", "neg_prob_auc"))
+    assert stats["rollout"]["share"]["n"] == 0 and "ta_wins" not in stats["rollout"]["share"]
