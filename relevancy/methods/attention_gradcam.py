@@ -17,8 +17,11 @@ class _LastLayer(AttentionObserver):
         if call.layer != self.layer:
             return
         readout = self.run.readout.unsqueeze(1).unsqueeze(1)  # (B, 1, 1, N)
-        rows = (readout @ call.probabilities()).squeeze(2)  # (B, H, N)
-        grads = (readout @ call.probability_gradient()).squeeze(2)
+        rows = grads = 0  # the readout rows of A and of its gradient, summed over chunks of query rows
+        for chunk in call.row_chunks():
+            weights = readout[..., chunk.rows].to(chunk.query.dtype)
+            rows = rows + chunk.widen(weights @ chunk.probabilities()).squeeze(2)  # (B, H, N)
+            grads = grads + chunk.widen(weights @ chunk.probability_gradient()).squeeze(2)
         columns = self.run.content_mask(rows).unsqueeze(1)
         weights = (grads * columns).sum(-1, keepdim=True) / columns.sum(-1, keepdim=True)
         self.map = (rows * weights).mean(1).clamp(min=0)

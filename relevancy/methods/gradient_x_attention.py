@@ -9,9 +9,9 @@ from .rollout import RowRollout
 
 class _Fold(RowRollout):
     def on_gradient(self, call):
-        probabilities = call.probabilities()
-        cam = (call.probability_gradient() * probabilities).clamp(min=0).mean(1)
-        self.fold(call.layer, cam)
+        for chunk in call.row_chunks():
+            cam = (chunk.probability_gradient() * chunk.probabilities()).clamp(min=0).mean(1)
+            self.fold(call.layer, cam, first_row=chunk.first_row)
 
 
 @register

@@ -9,7 +9,7 @@ from .rollout import RowRollout
 
 class _Fold(RowRollout):
     def on_relevance(self, call, probabilities, relevance):
-        self.fold(call.layer, relevance.clamp(min=0).mean(1))
+        self.fold(call.layer, relevance.clamp(min=0).mean(1), first_row=call.first_row)
 
 
 @register

@@ -8,13 +8,17 @@ from .base import Method, register
 
 
 class _LastLayer(AttentionObserver):
-    def __init__(self, layer: int) -> None:
-        self.layer = layer
+    """The readout row(s) of the last block's map, summed over the chunks of query rows."""
+
+    def __init__(self, run, layer: int) -> None:
+        self.run, self.layer = run, layer
         self.map = None
 
     def on_relevance(self, call, probabilities, relevance):
         if call.layer == self.layer:
-            self.map = relevance.clamp(min=0).mean(1)
+            readout = self.run.readout.unsqueeze(1)[..., call.rows]  # (B, 1, rows)
+            part = call.widen(readout.to(relevance.dtype) @ relevance.clamp(min=0).mean(1)).squeeze(1)
+            self.map = part if self.map is None else self.map + part
 
 
 @register
@@ -26,11 +30,11 @@ class PartialLRP(Method):
 
     def compute(self, run):
         last = run.structure.num_layers - 1
-        observer = _LastLayer(last)
+        observer = _LastLayer(run, last)
         run.scope.observers.append(observer)
         run.forward()
-        readout = run.readout
+        run.readout  # noqa: B018 - the readout row needs the gradient pass, before the relevance pass
         run.backward(Pass.RELEVANCE, to=last)
         if observer.map is None:
             raise RuntimeError("the last block's attention was not observed (no scaled_dot_product_attention call)")
-        return (readout.unsqueeze(1) @ observer.map).squeeze(1), "tokens"
+        return observer.map, "tokens"

@@ -17,18 +17,32 @@ class RowRollout(AttentionObserver):
         self.start_layer = start_layer
         self.row: torch.Tensor | None = None
         self.layers_seen: list[int] = []
+        self.pending: torch.Tensor | None = None  # row M_b of the layer being folded, summed over its chunks
+        self.add_identity = True
 
-    def fold(self, layer: int, update: torch.Tensor, add_identity: bool = True) -> None:
-        """Fold layer ``layer``'s (B, N, N) matrix into the rows; layers must come last to first."""
-        self.layers_seen.append(layer)
+    def fold(self, layer: int, update: torch.Tensor, add_identity: bool = True, first_row: int = 0) -> None:
+        """Fold rows ``first_row``.. of layer ``layer``'s (B, N, N) matrix into the rows; layers must
+        come last to first, and a layer's chunks before the next layer's."""
+        if not self.layers_seen or self.layers_seen[-1] != layer:
+            self._finish_layer()
+            self.layers_seen.append(layer)
+            self.add_identity = add_identity
         if layer < self.start_layer:
             return
         if self.row is None:
             self.row = self.readout().unsqueeze(1).to(update.dtype)
-        product = self.row @ update
-        self.row = self.row + product if add_identity else product
+        product = self.row[..., first_row : first_row + update.shape[-2]] @ update
+        if product.shape[-1] < self.row.shape[-1]:  # a causal chunk's map covers only the keys its rows see
+            product = torch.nn.functional.pad(product, (0, self.row.shape[-1] - product.shape[-1]))
+        self.pending = product if self.pending is None else self.pending + product
+
+    def _finish_layer(self) -> None:
+        if self.pending is not None:
+            self.row = self.row + self.pending if self.add_identity else self.pending
+            self.pending = None
 
     def result(self, num_layers: int) -> torch.Tensor:
+        self._finish_layer()
         if sorted(self.layers_seen) != list(range(num_layers)):
             raise RuntimeError(
                 f"attention was observed in layers {sorted(self.layers_seen)} but the model has {num_layers} blocks: "
@@ -47,6 +61,7 @@ def roll_out(readout: torch.Tensor, layer_maps: dict[int, torch.Tensor], start_l
     chain.readout = lambda: readout
     for layer in sorted(layer_maps, reverse=True):
         chain.fold(layer, layer_maps[layer], add_identity)
+    chain._finish_layer()
     if chain.row is None:
         raise ValueError(f"start_layer {start_layer} is past the last layer ({max(layer_maps)})")
     return chain.row.squeeze(1)
@@ -61,4 +76,6 @@ class ForwardMaps(AttentionObserver):
 
     def on_forward(self, call) -> None:
         if self.layers is None or call.layer in self.layers:
-            self.maps[call.layer] = call.probabilities().detach().mean(1)
+            with torch.no_grad():
+                maps = [chunk.widen(chunk.probabilities().mean(1)) for chunk in call.row_chunks()]
+            self.maps[call.layer] = torch.cat(maps, dim=-2) if len(maps) > 1 else maps[0]

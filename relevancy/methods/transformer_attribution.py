@@ -16,7 +16,7 @@ class _Fold(RowRollout):
             cam = (gradient * relevance).clamp(min=0).mean(1)
         else:  # one n x n temporary instead of three
             cam = gradient.mul_(relevance).clamp_(min=0).mean(1)
-        self.fold(call.layer, cam)
+        self.fold(call.layer, cam, first_row=call.first_row)
 
 
 @register

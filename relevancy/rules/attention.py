@@ -1,21 +1,34 @@
 """The attention unit softmax(q k^T * scale + mask) v as one rule node.
 
 The forward keeps PyTorch's fused kernel (no n x n map is stored); the backward recomputes the
-attention probabilities of one layer at a time, so memory holds one layer's map, never all.
+attention probabilities of one layer at a time, in chunks of query rows, so memory holds a
+bounded slice of one layer's map, never a whole map and never all layers' maps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 import torch
 
 from .base import Pass, PassState, Rule, safe_divide, sum_to
 
+# Largest number of attention-map elements (batch x heads x query rows x keys) handled at once.
+# 2**24 float32 elements are 64 MB: BERT at 512 tokens and batch 4 fits in one chunk, a 4k-token
+# LLM layer is cut into chunks of a few hundred rows, so memory stops growing with n^2.
+CHUNK_ELEMENTS = 1 << 24
+
 
 @dataclass
 class AttentionCall:
-    """One attention layer's call, as seen by methods (``layer`` counts calls in forward order)."""
+    """One attention layer's call, as seen by methods (``layer`` counts calls in forward order).
+
+    A call may cover only the query rows ``first_row`` onwards (a chunk, see ``row_chunks``):
+    ``query``, ``mask`` and ``grad_output`` then hold those rows only. ``key`` and ``value`` hold
+    all keys, of which only the first ``columns`` can be seen by these rows (causal attention):
+    maps of a chunk have ``columns`` columns, ``widen`` pads them back to all keys.
+    """
 
     layer: int
     query: torch.Tensor  # (B, H, N, D)
@@ -23,39 +36,92 @@ class AttentionCall:
     value: torch.Tensor
     scale: float
     mask: torch.Tensor | None  # additive float mask broadcastable to (B, H, N, M), or None
+    causal: bool = False  # SDPA's is_causal: key j is visible to query row i when j <= i
+    first_row: int = 0
+    columns: int | None = None  # None: all keys
     grad_output: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> slice:
+        """The query rows of the whole layer that this call covers."""
+        return slice(self.first_row, self.first_row + self.query.shape[-2])
+
+    def row_chunks(self, max_elements: int | None = None) -> Iterator[AttentionCall]:
+        """This call cut into chunks of query rows whose maps have at most ``max_elements`` elements.
+        Causal calls are cut into at least 8 chunks (of 64 rows or more): each chunk skips the keys
+        its rows cannot see, which saves nearly half of the work."""
+        batch, heads, n_query, _ = self.query.shape
+        per_row = max(1, batch * heads * self.key.shape[-2])
+        step = max(1, (CHUNK_ELEMENTS if max_elements is None else max_elements) // per_row)
+        if self.causal and max_elements is None:
+            step = min(step, max(64, -(-n_query // 8)))
+        if step >= n_query:
+            yield self
+            return
+        for start in range(0, n_query, step):
+            yield self._rows(start, min(n_query, start + step))
+
+    def _rows(self, start: int, stop: int) -> AttentionCall:
+        columns = self.columns
+        if self.causal:
+            columns = min(self.key.shape[-2], self.first_row + stop)  # the last row sees keys 0..first_row+stop-1
+        mask = self.mask
+        if mask is not None and mask.dim() >= 2:
+            if mask.shape[-2] != 1:
+                mask = mask[..., start:stop, :]
+            if columns is not None and mask.shape[-1] != 1:
+                mask = mask[..., :columns]
+        grad = None if self.grad_output is None else self.grad_output[..., start:stop, :]
+        query = self.query[..., start:stop, :]
+        return replace(self, query=query, mask=mask, grad_output=grad, first_row=self.first_row + start, columns=columns)
+
+    @property
+    def visible_key(self) -> torch.Tensor:
+        return self.key if self.columns is None else self.key[..., : self.columns, :]
+
+    @property
+    def visible_value(self) -> torch.Tensor:
+        return self.value if self.columns is None else self.value[..., : self.columns, :]
+
+    def widen(self, tensor: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Pad ``tensor`` along ``dim`` from this call's visible keys to all keys (zeros: unseen)."""
+        missing = self.key.shape[-2] - tensor.shape[dim]
+        if missing == 0:
+            return tensor
+        padding = [0, 0] * (-dim - 1) + [0, missing]
+        return torch.nn.functional.pad(tensor, padding)
 
     def scores(self) -> torch.Tensor:
         """q k^T, unscaled: the product whose relevance is split between q and k."""
-        return self.query @ self.key.transpose(-1, -2)
+        return self.query @ self.visible_key.transpose(-1, -2)
 
     def probabilities(self, scores: torch.Tensor | None = None) -> torch.Tensor:
         logits = (self.scores() if scores is None else scores) * self.scale
+        in_place = not torch.is_grad_enabled()  # logits is a fresh tensor: update it in place when no graph is kept
         if self.mask is not None:
-            logits = logits + self.mask
+            fits = logits.shape == torch.broadcast_shapes(logits.shape, self.mask.shape)
+            logits = logits.add_(self.mask) if in_place and fits else logits + self.mask
+        if self.causal:
+            rows = torch.arange(self.first_row, self.first_row + logits.shape[-2], device=logits.device)
+            hidden = torch.arange(logits.shape[-1], device=logits.device) > rows.unsqueeze(1)
+            logits = logits.masked_fill_(hidden, float("-inf")) if in_place else logits.masked_fill(hidden, float("-inf"))
         precise = logits.to(torch.promote_types(logits.dtype, torch.float32))  # softmax of half precision in fp32
-        return torch.nan_to_num(torch.softmax(precise, dim=-1), nan=0.0).to(self.query.dtype)
+        probabilities = torch.softmax(precise, dim=-1)
+        probabilities = probabilities.nan_to_num_(0.0) if in_place else torch.nan_to_num(probabilities, nan=0.0)
+        return probabilities.to(self.query.dtype)
 
     def probability_gradient(self) -> torch.Tensor:
         """d target / d A, from the gradient of the layer's output: A v gives dA = dO v^T."""
         if self.grad_output is None:
             raise RuntimeError("the gradient pass has not reached this attention layer")
-        return self.grad_output @ self.value.transpose(-1, -2)
+        return self.grad_output @ self.visible_value.transpose(-1, -2)
 
 
-def additive_mask(attn_mask, is_causal: bool, n_query: int, n_key: int, dtype, device) -> torch.Tensor | None:
-    """SDPA's mask conventions (boolean keep-mask, float additive mask, is_causal) as one additive mask."""
-    mask = None
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            mask = torch.zeros(attn_mask.shape, dtype=dtype, device=device).masked_fill(~attn_mask, float("-inf"))
-        else:
-            mask = attn_mask.to(dtype)
-    if is_causal:
-        causal = torch.ones(n_query, n_key, dtype=torch.bool, device=device).tril()
-        causal_mask = torch.zeros(n_query, n_key, dtype=dtype, device=device).masked_fill(~causal, float("-inf"))
-        mask = causal_mask if mask is None else mask + causal_mask
-    return mask
+def additive_mask(attn_mask, dtype, device) -> torch.Tensor | None:
+    """SDPA's attn_mask (boolean keep-mask or float additive mask) as an additive mask."""
+    if attn_mask is None or attn_mask.dtype != torch.bool:
+        return None if attn_mask is None else attn_mask.to(dtype)
+    return torch.zeros(attn_mask.shape, dtype=dtype, device=device).masked_fill(~attn_mask, float("-inf"))
 
 
 class AttentionObserver:
@@ -63,16 +129,19 @@ class AttentionObserver:
 
     Backward passes visit layers from the last to the first, the order in which a rollout of
     rows is accumulated, so methods fold each layer in as it comes and keep no n x n maps.
+    ``on_relevance`` sees a layer chunk by chunk (``call.rows``).
     """
 
     def on_forward(self, call: AttentionCall) -> None:
         """During the forward; ``call.probabilities()`` recomputes the map."""
 
     def on_gradient(self, call: AttentionCall) -> None:
-        """During the gradient pass, once ``call.grad_output`` is set."""
+        """During the gradient pass, once ``call.grad_output`` is set (the whole layer: use
+        ``call.row_chunks()`` to bound memory)."""
 
     def on_relevance(self, call: AttentionCall, probabilities: torch.Tensor, relevance: torch.Tensor) -> None:
-        """During the relevance pass, with A and R_A (relevance reaching A through A v, halved)."""
+        """During the relevance pass, with A and R_A (relevance reaching A through A v, halved)
+        for the query rows ``call.rows``."""
 
 
 class Attention(Rule):
@@ -86,29 +155,37 @@ class Attention(Rule):
         self.observers = observers
         self.kv_groups = kv_groups
 
-    def relevance(self, relevance, query, key, value):
+    def relevance(self, relevance, output, query, key, value):
         call = self.call
-        scores = call.scores()
-        probs = call.probabilities(scores)
-        s = safe_divide(relevance, probs @ call.value)
-        relevance_value = call.value * (probs.transpose(-1, -2) @ s) / 2
-        # Without a graph to keep (not a differentiable map), n x n temporaries are reused in place:
-        # at batch 16 and 512 tokens each one is 200 MB per layer.
+        # Without a graph to keep (not a differentiable map), n x n temporaries are reused in place.
         in_place = not torch.is_grad_enabled()
-        if in_place:
-            relevance_probs = (s @ call.value.transpose(-1, -2)).mul_(probs).div_(2)
-        else:
-            relevance_probs = probs * (s @ call.value.transpose(-1, -2)) / 2
-        for observer in self.observers:
-            observer.on_relevance(call, probs, relevance_probs)
-        del probs
-        if in_place:
-            nonzero = scores != 0
-            s = (relevance_probs / scores.add_(1e-9)).mul_(nonzero)
-        else:
-            s = safe_divide(relevance_probs, scores)
-        relevance_query = query * (s @ call.key) / 2
-        relevance_key = call.key * (s.transpose(-1, -2) @ query) / 2
+        # Relevance of A v splits over A and v by the basic rule: s = R / (A v), with A v the forward's output.
+        s_output = safe_divide(relevance, output)
+        value_share = key_share = None  # sums over query rows: A^T s and s_scores^T q
+        query_relevance = []
+        for chunk in call.row_chunks():
+            keys, values = chunk.visible_key, chunk.visible_value
+            scores = chunk.scores()
+            probs = chunk.probabilities(scores)
+            s = s_output[..., chunk.rows, :]
+            value_share = _accumulate(value_share, probs.transpose(-1, -2) @ s, chunk)
+            if in_place:
+                relevance_probs = ((s / 2) @ values.transpose(-1, -2)).mul_(probs)
+            else:
+                relevance_probs = probs * (s @ values.transpose(-1, -2)) / 2
+            for observer in self.observers:
+                observer.on_relevance(chunk, probs, relevance_probs)
+            del probs
+            if in_place:
+                zero = scores == 0
+                s_scores = (relevance_probs / scores.add_(1e-9)).masked_fill_(zero, 0.0)
+            else:
+                s_scores = safe_divide(relevance_probs, scores)
+            query_relevance.append(chunk.query * (s_scores @ keys) / 2)
+            key_share = _accumulate(key_share, s_scores.transpose(-1, -2) @ chunk.query, chunk)
+        relevance_query = torch.cat(query_relevance, dim=-2) if len(query_relevance) > 1 else query_relevance[0]
+        relevance_key = call.key * key_share / 2
+        relevance_value = call.value * value_share / 2
         return relevance_query, self._ungroup(relevance_key, key), self._ungroup(relevance_value, value)
 
     def _ungroup(self, relevance: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -118,13 +195,23 @@ class Attention(Rule):
         return relevance.reshape(b, h // self.kv_groups, self.kv_groups, m, d).sum(2)
 
 
+def _accumulate(total: torch.Tensor | None, part: torch.Tensor, chunk: AttentionCall) -> torch.Tensor:
+    """total + part for a (B, H, keys, D) sum over chunks, ``part`` covering the chunk's visible keys."""
+    if total is None:
+        return chunk.widen(part, dim=-2)
+    if torch.is_grad_enabled():
+        return total + chunk.widen(part, dim=-2)
+    total[..., : part.shape[-2], :] += part
+    return total
+
+
 class _AttentionNode(torch.autograd.Function):
     """Like the generic rule node, but records the gradient reaching the layer's output."""
 
     @staticmethod
     def forward(ctx, rule: Attention, output, query, key, value):
         ctx.rule = rule
-        ctx.save_for_backward(query, key, value)
+        ctx.save_for_backward(output, query, key, value)
         return output
 
     @staticmethod
@@ -154,10 +241,8 @@ def scaled_dot_product_attention(function, state, observers, layer, args, kwargs
     else:
         key_full, value_full = key, value
     scale = bound.get("scale") or query.shape[-1] ** -0.5
-    mask = additive_mask(
-        bound.get("attn_mask"), bool(bound.get("is_causal", False)), query.shape[-2], key.shape[-2], query.dtype, query.device
-    )
-    call = AttentionCall(layer, query, key_full, value_full, scale, mask)
+    mask = additive_mask(bound.get("attn_mask"), query.dtype, query.device)
+    call = AttentionCall(layer, query, key_full, value_full, scale, mask, causal=bool(bound.get("is_causal", False)))
     output = call.probabilities() @ value_full if explicit else function(*args, **kwargs)
     for observer in observers:
         observer.on_forward(call)
