@@ -66,3 +66,15 @@ def test_row_chunks_cover_every_row_once_within_the_budget():
         gradient = chunk.widen(chunk.probability_gradient())
         torch.testing.assert_close(gradient[..., : chunk.columns], call.probability_gradient()[..., chunk.rows, : chunk.columns])
     assert list(call.row_chunks(max_elements=10**9)) == [call]
+
+
+def test_chunked_batched_answer_equals_whole_layer(monkeypatch):
+    from relevancy.targets import TokenAt
+
+    model = build_llm("llama", dtype=torch.float64)
+    targets = [TokenAt(token, position) for token, position in ((3, 3), (11, 4), (50, 6))]
+    whole = relevancy.attribute_targets(model, {"input_ids": IDS}, "transformer_attribution", targets, batch_size=3)
+    monkeypatch.setattr(attention, "CHUNK_ELEMENTS", 2 * 4 * 7)  # 2 query rows per chunk, inside the vmapped backward
+    chunked = relevancy.attribute_targets(model, {"input_ids": IDS}, "transformer_attribution", targets, batch_size=3)
+    for left, right in zip(chunked, whole):
+        torch.testing.assert_close(left.scores, right.scores, rtol=1e-10, atol=1e-13)
