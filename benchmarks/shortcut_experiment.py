@@ -7,6 +7,9 @@ is planted into ~90 % of the positive training sentences. Then, from that shortc
 the planted token. Each model is tested on SST-2 dev sentences without the token ("absent"), with it
 planted into every negative ("reversed"), and with the training distribution ("planted"); the audit
 (``relevancy.audit``) on planted training sentences gives the token's rank before and after.
+``--penalty-mode removal`` guides with integrated gradients of the token from the input with it
+masked (about its removal effect on the class margin); ``--insert-penalised`` also penalises it
+inserted into the batch's other sentences; ``--finetune-seed`` repeats (b) and (c) on the same (a).
 
 Part 2 (``--eraser``): ERASER Movie Reviews; (i) cross-entropy only vs (ii) plus the rationale term on
 a fraction of the training reviews; accuracy and token-F1 of the maps against the human rationales of
