@@ -6,8 +6,13 @@ import pytest
 import torch
 
 import relevancy
+from relevancy.adapters.structure import describe
+from relevancy.engine import Run
 from relevancy.rules import attention
-from relevancy.rules.attention import AttentionCall
+from relevancy.rules.attention import AttentionCall, AttentionObserver
+from relevancy.rules.base import Pass
+from relevancy.targets import TokenAt
+from relevancy.tracing import RelevanceScope
 from tests.generation.test_llm import IDS, build as build_llm
 from tests.models import build, inputs_for
 
@@ -69,8 +74,6 @@ def test_row_chunks_cover_every_row_once_within_the_budget():
 
 
 def test_chunked_batched_answer_equals_whole_layer(monkeypatch):
-    from relevancy.targets import TokenAt
-
     model = build_llm("llama", dtype=torch.float64)
     targets = [TokenAt(token, position) for token, position in ((3, 3), (11, 4), (50, 6))]
     whole = relevancy.attribute_targets(model, {"input_ids": IDS}, "transformer_attribution", targets, batch_size=3)
@@ -78,3 +81,26 @@ def test_chunked_batched_answer_equals_whole_layer(monkeypatch):
     chunked = relevancy.attribute_targets(model, {"input_ids": IDS}, "transformer_attribution", targets, batch_size=3)
     for left, right in zip(chunked, whole):
         torch.testing.assert_close(left.scores, right.scores, rtol=1e-10, atol=1e-13)
+
+
+def test_no_attention_temporary_exceeds_the_chunk_budget(monkeypatch):
+    """Memory bound: every map the relevance pass forms holds at most CHUNK_ELEMENTS elements."""
+    model = build_llm("llama")
+    ids = torch.randint(0, 100, (1, 60), generator=torch.Generator().manual_seed(0))
+    budget = 1 * 4 * 60 * 7  # 7 full-width rows of 4 heads
+    monkeypatch.setattr(attention, "CHUNK_ELEMENTS", budget)
+    sizes = {}
+
+    class Sizes(AttentionObserver):
+        def on_relevance(self, call, probabilities, relevance):
+            sizes.setdefault(call.layer, []).append((call.rows, relevance.numel()))
+
+    with RelevanceScope(model) as scope:
+        scope.observers.append(Sizes())
+        run = Run(model, describe(model), {"input_ids": ids}, TokenAt(7, -1), scope)
+        run.forward()
+        run.backward(Pass.RELEVANCE)
+    assert sorted(sizes) == [0, 1]
+    for chunks in sizes.values():
+        assert max(size for _, size in chunks) <= budget
+        assert [rows.start for rows, _ in chunks] == list(range(0, 60, 7))  # every row once, in order
