@@ -181,6 +181,8 @@ def report(args, dataset: Dataset, methods: list[str]) -> None:
     rationale = [r for r in rationale if r["id"] in rationale_ids]
     true = [r for r in true if r["id"] in true_ids]
     predicted = predicted_records(true, [r for r in read_items(args.work / "predicted") if r["id"] in true_ids])
+    predicted_ids = set(common(predicted, perturbation_methods, order))  # a run stopped mid-chunk: its mistakes not yet re-explained
+    predicted = [r for r in predicted if r["id"] in predicted_ids]
 
     parts = [
         ("", aggregate(rationale, rationale_methods, ["rationale"])),
@@ -208,12 +210,13 @@ def report(args, dataset: Dataset, methods: list[str]) -> None:
         "model": str(args.model),
         "model_info": info,
         "data": f"{args.data} ({args.split}, {len(dataset)} reviews)",
-        "reviews": {"rationale": len(rationale_ids), "perturbation_and_faithfulness": len(true_ids)},
+        "reviews": {"rationale": len(rationale_ids), "perturbation_and_faithfulness": len(true_ids), "predicted_class": len(predicted_ids)},
         "model_accuracy": {
             "rationale_reviews": accuracy(rationale, first),
             "perturbation_reviews": accuracy(true, perturbation_methods[0]) if true else None,
         },
-        "reviews_explained_again_for_the_predicted_class": len({r["id"] for r in true if r["predicted"] != r["label"]}),
+        "reviews_explained_again_for_the_predicted_class": len({r["id"] for r in predicted if r["predicted"] != r["label"]}),
+        "methods_not_run": [m for m in relevancy.available_methods() if m not in rationale_methods],
         "text_removal": "perturbation: [MASK] replaces tokens; faithfulness: tokens deleted (ERASER)",
         "items_per_method": {name: part.notes for name, (_, part) in zip(("rationale", "true class", "predicted class"), parts)},
         "truncation": parts[0][1].notes.get("truncation"),
@@ -304,8 +307,9 @@ def markdown(table: Results, report: dict, methods: list[str], plots: dict) -> s
         f"- Rationale test (explaining the ground-truth class, the paper's token-F1 protocol) on {reviews['rationale']} val reviews "
         f"(model accuracy there {report['model_accuracy']['rationale_reviews']:.3f}); perturbation and faithfulness on the first "
         f"{reviews['perturbation_and_faithfulness']}, each class in turn (accuracy {report['model_accuracy']['perturbation_reviews'] or float('nan'):.3f}), "
-        f"explaining the true class and, in the rows marked \"predicted class\", the predicted one "
+        f"explaining the true class and, in the rows marked \"predicted class\", the predicted one on the first {reviews['predicted_class']} "
         f"({report['reviews_explained_again_for_the_predicted_class']} misclassified reviews explained again).",
+        f"- Methods not run (time): {', '.join(report['methods_not_run']) or 'none'}.",
         f"- {report['text_removal']}. Perturbation AUC: accuracy (and mean probability/logit of the explained class) "
         "after removing 0–90 % of the tokens, trapezoid ×100.",
         "- Token-F1@k: top-k words (word score = max over its word pieces) against the union of human evidence, "
