@@ -43,12 +43,16 @@ def test_integrated_gradients_are_complete_from_zero(setup):
     assert scores.sum(-1) == pytest.approx((full - zero).tolist(), rel=1e-3, abs=1e-6)
 
 
+def _planted_masked(tokenizer, ids):
+    """The toy batch, where its planted token sits, and the batch with that token masked."""
+    inputs = inputs_of(batch(tokenizer, rationales=False))
+    planted = inputs["input_ids"] == ids[0]
+    return inputs, planted, inputs["input_ids"].masked_fill(planted, tokenizer.mask_token_id)
+
+
 def test_integrated_gradients_from_a_masked_baseline_sum_to_the_removal_effect(setup):
     model, tokenizer, ids = setup
-    data = batch(tokenizer, rationales=False)
-    inputs = inputs_of(data)
-    planted = inputs["input_ids"] == ids[0]
-    baseline = inputs["input_ids"].masked_fill(planted, tokenizer.mask_token_id)
+    inputs, planted, baseline = _planted_masked(tokenizer, ids)
     scores = relevancy.attribute(model, inputs, IntegratedGradients(64, baseline_ids=baseline), 1).scores
     assert scores[~planted].abs().max() == 0  # no path elsewhere
     with torch.no_grad():
@@ -118,10 +122,7 @@ def test_removal_needs_a_replacement_token():
 
 def test_stratified_points_estimate_the_removal_effect_without_bias(setup):
     model, tokenizer, ids = setup
-    data = batch(tokenizer, rationales=False)
-    inputs = inputs_of(data)
-    planted = inputs["input_ids"] == ids[0]
-    baseline = inputs["input_ids"].masked_fill(planted, tokenizer.mask_token_id)
+    inputs, planted, baseline = _planted_masked(tokenizer, ids)
     exact = relevancy.attribute(model, inputs, IntegratedGradients(64, baseline_ids=baseline), 1).scores.sum(-1)
     torch.manual_seed(0)
     draws = [
