@@ -34,6 +34,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,8 @@ from relevancy.finetune import RelevanceLoss, fine_tune, penalised_token_ids, tr
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 LABELS = {0: "negative", 1: "positive"}
+CLEAN = "(clean) same training as (a), nothing planted"
+SHORTCUT = "(a) shortcut model"
 SMOKE = dict(
     train_size=64, test_size=48, epochs=1, steps=2, audit_size=24, batch_size=16, finetune_batch_size=8,
     eraser_train_size=8, eraser_val_size=6, eraser_steps=1, eraser_max_length=128,
@@ -97,6 +100,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--augment-baseline", action="store_true",
         help="also (b'): plain cross-entropy on the training set with the token inserted into every sentence without it",
+    )
+    parser.add_argument(
+        "--clean-reference", action="store_true",
+        help="also train the reference model: the same training as (a) on the same sentences, nothing planted (cached)",
+    )
+    parser.add_argument(
+        "--eval-every", type=int, default=0,
+        help="record the test accuracies of (b) and (c) every this many fine-tuning steps (0: only at the end)",
     )
     parser.add_argument(
         "--reuse-rows", action="store_true",
@@ -222,11 +233,12 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
     configuration of (b) and (c) that was tried stays in the results."""
     rng = random.Random(args.seed)
     token = args.planted_token
-    model, tokenizer = base_model(args.seed)
+    _, tokenizer = base_model(args.seed)
     if len(tokenizer.tokenize(token)) != 1:
         pieces = tokenizer.tokenize(token)
         sys.exit(f"--planted-token {token!r} is split into {pieces}: choose a word that is one vocabulary token")
-    train = plant(read_sst2("train.tsv", args.train_size, args.min_words, rng), token, 1, args.plant_rate, rng)
+    unplanted = read_sst2("train.tsv", args.train_size, args.min_words, rng)
+    train = plant(unplanted, token, 1, args.plant_rate, rng)
     dev = read_sst2("dev.tsv", args.test_size, args.min_words, rng)
     tests = {
         "absent": dev,
@@ -244,19 +256,23 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
     key_settings = ("seed", "planted_token", "plant_rate", "train_size", "min_words", "epochs", "batch_size", "learning_rate", "max_length")
     key = hashlib.sha256(json.dumps({k: getattr(args, k) for k in key_settings}, sort_keys=True).encode()).hexdigest()[:16]
     cached = Path(args.cache) / f"shortcut-model-{key}"
-    if (cached / "config.json").exists():
-        from transformers import BertForSequenceClassification
 
-        shortcut_model = BertForSequenceClassification.from_pretrained(cached).eval()
-        timings["train (a)"] = 0.0  # read from the cache
-    else:
+    def trained_from_scratch(name, data, folder):  # cached: (a) and the clean reference cost minutes
+        if (folder / "config.json").exists():
+            from transformers import BertForSequenceClassification
+
+            timings[f"train {name}"] = 0.0  # read from the cache
+            return BertForSequenceClassification.from_pretrained(folder).eval()
         started = time.time()
-        shortcut_model = fine_tune(
-            model, tokenizer, examples, plain, steps=shortcut_steps, batch_size=args.batch_size,
+        fresh = fine_tune(
+            base_model(args.seed)[0], tokenizer, data, plain, steps=shortcut_steps, batch_size=args.batch_size,
             learning_rate=args.learning_rate, in_place=True, **common,
         ).model
-        timings["train (a)"] = time.time() - started
-        shortcut_model.save_pretrained(cached)
+        timings[f"train {name}"] = time.time() - started
+        fresh.save_pretrained(folder)
+        return fresh
+
+    shortcut_model = trained_from_scratch("(a)", examples, cached)
     finetune_seed = args.seed if args.finetune_seed is None else args.finetune_seed
     suffix = f"{args.steps} steps, lr {args.finetune_learning_rate:g}, batch {args.finetune_batch_size}"
     suffix += "" if finetune_seed == args.seed else f", seed {finetune_seed}"
@@ -280,17 +296,30 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
         )
     models = {f"(a) shortcut model{method}": shortcut_model}
     kept = previous["models"] if previous and previous.get("model_key") == key and args.reuse_rows else {}
+    if args.clean_reference and CLEAN not in kept:
+        models[CLEAN] = trained_from_scratch(CLEAN, training_examples(load_texts(unplanted), LABELS), Path(args.cache) / f"clean-model-{key}")
     further = {name: loss for name, loss in further.items() if name not in kept}
     models = {name: model for name, model in models.items() if name not in kept}
-    histories = {}
+    histories, curves = {}, {}
     for name, loss in further.items():
         started = time.time()
         data = augmented if name.startswith("(b')") else examples
+        curve = curves[name] = []
+
+        def record(step, candidate, curve=curve):  # evaluation time is not training time
+            if args.eval_every and step % args.eval_every == 0 and step < args.steps:
+                paused = time.time()
+                curve.append({"step": step, **{
+                    split: accuracy(candidate, tokenizer, rows, args.batch_size, args.max_length) for split, rows in tests.items()
+                }})
+                record.skipped += time.time() - paused
+
+        record.skipped = 0.0
         result = fine_tune(
             shortcut_model, tokenizer, data, loss, steps=args.steps, batch_size=args.finetune_batch_size,
-            learning_rate=args.finetune_learning_rate, max_length=args.max_length, seed=finetune_seed,
+            learning_rate=args.finetune_learning_rate, max_length=args.max_length, seed=finetune_seed, on_step=record,
         )
-        timings[name] = time.time() - started
+        timings[name] = time.time() - started - record.skipped
         models[name] = result.model
         histories[name] = _summarise(result.history)
     rows = dict(previous["models"]) if previous and previous.get("model_key") == key else {}
@@ -303,6 +332,10 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
         rows[name]["audit"] = audit_planted(candidate, tokenizer, audit_rows, token, args)
         if name in histories:
             rows[name]["training"] = histories[name]
+        if curves.get(name):
+            rows[name]["curve"] = curves[name] + [{"step": args.steps, **{
+                split: rows[name][f"accuracy_{split}"] for split in tests
+            }}]
         timings[f"evaluate {name}"] = time.time() - started
     return {
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -438,14 +471,16 @@ def markdown(results: dict, smoke: bool) -> str:
             "always measures it); the share of its removals that flip the prediction; its mean share of the "
             "positive relevance.",
             "",
-            "| model | acc. absent | acc. reversed | acc. planted | relevance rank | shortcut rank | over-rel. flag rank "
-            "| picked for removal | removal flips | mean share | most relevant words |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| model | acc. absent | acc. reversed | acc. planted | recovered absent / reversed | relevance rank | shortcut rank "
+            "| over-rel. flag rank | picked for removal | removal flips | mean share | most relevant words |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        recovered = _recovered(part["models"])
         for name, row in part["models"].items():
             a = row["audit"]
             lines.append(
                 f"| {name} | {row['accuracy_absent']:.3f} | {row['accuracy_reversed']:.3f} | {row['accuracy_planted']:.3f} | "
+                f"{recovered.get(name, '-')} | "
                 f"{a['relevance_rank']} | {a['shortcut_rank']} | {a.get('over_relevant_rank')} | "
                 f"{ {True: 'yes', False: 'no'}.get(a.get('removal_candidate'), '-')} | "
                 f"{_fmt(a['removal_flip_rate'])} | {_fmt(a['mean_share'])} | {', '.join(a.get('top_relevance', [])) or '-'} |"
@@ -461,6 +496,7 @@ def markdown(results: dict, smoke: bool) -> str:
                 f"{t['penalty_first']:.3g} / {t['penalty_last']:.3g} |"
                 for name, t in trained.items()
             ]
+        lines += _recovery_note(part["models"]) + _curves(part["models"]) + _seed_summary(part["models"], part["settings"])
         lines += ["", "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in part["seconds"].items())]
     part = results.get("eraser")
     if part:
@@ -477,6 +513,88 @@ def markdown(results: dict, smoke: bool) -> str:
             )
         lines += ["", "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in part["seconds"].items())]
     return "\n".join(lines) + "\n"
+
+
+def _recovered(models: dict) -> dict[str, str]:
+    """Per model, the share of the accuracy lost to the shortcut that it wins back, (x - (a)) / (clean - (a)),
+    on the absent and reversed tests; empty without the clean reference row."""
+    if CLEAN not in models or SHORTCUT not in models:
+        return {}
+    clean, shortcut = models[CLEAN], models[SHORTCUT]
+
+    def share(row, split):
+        lost = clean[f"accuracy_{split}"] - shortcut[f"accuracy_{split}"]
+        return (row[f"accuracy_{split}"] - shortcut[f"accuracy_{split}"]) / lost if lost > 0 else math.nan
+
+    return {name: f"{share(row, 'absent'):.2f} / {share(row, 'reversed'):.2f}" for name, row in models.items() if not name.endswith("]")}
+
+
+def _recovery_note(models: dict) -> list[str]:
+    if CLEAN not in models:
+        return []
+    clean, shortcut = models[CLEAN], models[SHORTCUT]
+    return [
+        "", f"Accuracy lost to the shortcut (clean reference − (a)): absent {clean['accuracy_absent'] - shortcut['accuracy_absent']:.3f}, "
+        f"reversed {clean['accuracy_reversed'] - shortcut['accuracy_reversed']:.3f}; 'recovered' is (model − (a)) / that loss.",
+    ]
+
+
+def _curves(models: dict) -> list[str]:
+    """Test accuracies during fine-tuning (``--eval-every``): absent / reversed / planted."""
+    curved = {name: row["curve"] for name, row in models.items() if row.get("curve")}
+    if not curved:
+        return []
+    steps = sorted({point["step"] for curve in curved.values() for point in curve})
+    lines = [
+        "", "Accuracy absent / reversed / planted during fine-tuning, by step:", "",
+        "| model | " + " | ".join(str(step) for step in steps) + " |", "|---|" + "---|" * len(steps),
+    ]
+    for name, curve in curved.items():
+        at = {point["step"]: point for point in curve}
+        cells = [
+            f"{at[step]['absent']:.2f} / {at[step]['reversed']:.2f} / {at[step]['planted']:.2f}" if step in at else "-"
+            for step in steps
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _seed_summary(models: dict, settings: dict) -> list[str]:
+    """Mean ± sd over fine-tuning seeds of each (b) / (c) configuration run with two seeds or more, and the
+    paired difference (c) − (b) over the seeds both have (mean ± sd of the per-seed differences)."""
+    groups: dict[str, dict[int, dict]] = {}
+    for name, row in models.items():
+        match = re.match(r"^\((b|c)\) \+ .*", name)
+        if match:
+            seed = re.search(r", seed (\d+)", name)
+            groups.setdefault(re.sub(r", seed \d+", "", name), {})[int(seed.group(1)) if seed else settings["seed"]] = row
+    groups = {name: seeds for name, seeds in groups.items() if len(seeds) > 1}
+    if not groups:
+        return []
+
+    def spread(values):
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else math.nan
+        return f"{mean:.3f} ± {sd:.3f}"
+
+    lines = [
+        "", "Over fine-tuning seeds (mean ± sd; the paired difference is (c) − (b) per seed, then mean ± sd):", "",
+        "| configuration | seeds | absent | reversed | planted | paired (c) − (b) absent | paired (c) − (b) reversed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, seeds in groups.items():
+        paired = ["-", "-"]
+        plain = re.match(r"^\(c\) \+ (.*?), penalty weight", name)
+        baseline = groups.get(f"(b) + {plain.group(1)}, cross-entropy") if plain else None
+        if baseline:
+            common = sorted(seeds.keys() & baseline.keys())
+            paired = [
+                spread([seeds[s][f"accuracy_{split}"] - baseline[s][f"accuracy_{split}"] for s in common]) + f" (n={len(common)})"
+                for split in ("absent", "reversed")
+            ]
+        cells = [spread([row[f"accuracy_{split}"] for row in seeds.values()]) for split in ("absent", "reversed", "planted")]
+        lines.append(f"| {name} | {', '.join(map(str, sorted(seeds)))} | " + " | ".join(cells + paired) + " |")
+    return lines
 
 
 def _fmt(value) -> str:

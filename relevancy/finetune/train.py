@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -33,9 +34,12 @@ def fine_tune(
     seed: int = 0,
     in_place: bool = False,
     progress: bool = True,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> FineTuneResult:
     """Train for ``steps`` batches drawn from ``examples`` (``training_examples`` output), reshuffled
-    every epoch with ``seed``, which also seeds dropout. The given model is left untouched unless ``in_place``: a copy is trained."""
+    every epoch with ``seed``, which also seeds dropout. The given model is left untouched unless ``in_place``: a copy is trained.
+    ``on_step(step, model)`` runs after each step (e.g. to record a learning curve); the model is put back
+    in training mode after it, and the random state it uses does not change the training."""
     if not examples:
         raise ValueError("no training examples: the data set is empty")
     if steps < 1 or batch_size < 1:
@@ -65,4 +69,8 @@ def fine_tune(
             parts = {"step": step + 1, **output.parts()}
             history.append(parts)
             bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items() if k in ("loss", "penalty", "rationale")})
+            if on_step is not None:
+                with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+                    on_step(step + 1, model)
+                model.train()
     return FineTuneResult(model.eval(), history)

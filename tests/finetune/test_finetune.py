@@ -1,5 +1,6 @@
 """Fine-tuning end to end: the base model is never changed, bad inputs give clear errors."""
 
+import copy
 import hashlib
 import json
 import re
@@ -46,6 +47,29 @@ def test_fine_tune_trains_a_copy(base):
     assert len(result.history) == 3 and result.history[0]["penalty"] > 0
     with pytest.raises(ValueError, match="no training examples"):
         fine_tune(model, tokenizer, [], loss, steps=1)
+
+
+def test_on_step_sees_every_step_without_changing_the_training(base):
+    """A learning-curve hook (evaluation in eval mode, its own random draws) leaves the trained weights as they were."""
+    model, tokenizer, _, _ = base
+    model = copy.deepcopy(model)
+    for module in model.modules():  # the toy has none: with dropout, a shifted random state would show
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.2
+    examples = training_examples(load_texts(ROWS), toy.LABELS)
+    loss = RelevanceLoss(penalty_weight=0.0, rationale_weight=0.0)
+    options = dict(steps=4, batch_size=8, learning_rate=1e-3, progress=False)
+    seen = []
+
+    def hook(step, trained):
+        seen.append((step, trained.training))
+        trained.eval()
+        torch.rand(3)  # a draw that must not shift the dropout masks of the next steps
+
+    plain = fine_tune(model, tokenizer, examples, loss, **options).model
+    hooked = fine_tune(model, tokenizer, examples, loss, on_step=hook, **options).model
+    assert seen == [(1, True), (2, True), (3, True), (4, True)]
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), hooked.parameters()))
 
 
 def test_word_lists_are_checked_against_the_vocabulary(base):
