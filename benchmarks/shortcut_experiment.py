@@ -128,6 +128,9 @@ def parse_args(argv=None):
     part1.add_argument(
         "--penalty-weights", type=float, nargs="+", default=[1.0, 10.0], help="one model (c) per weight of the relevance penalty"
     )
+    part1.add_argument(
+        "--penalty-warmup", type=int, default=0, help="(c): the penalty weight ramps up linearly over this many steps (0: none)"
+    )
     part1.add_argument("--audit-size", type=int, default=200, help="planted training sentences the audit reads")
     part1.add_argument("--max-length", type=int, default=64)
     part2 = parser.add_argument_group("part 2: ERASER rationales (--eraser)")
@@ -281,6 +284,8 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
     if args.penalty_mode == "removal":
         inserted = ", inserted into every sentence" if args.insert_penalised else ""
         guided = f" (removal IG, {args.removal_steps} steps{inserted})"
+    if args.penalty_warmup:
+        guided += f", warm-up {args.penalty_warmup} steps"
     else:
         guided = "" if args.penalty_mode == "share" and guide == args.method else f" ({args.penalty_mode} on {guide})"
     further = {f"(b) + {suffix}, cross-entropy{method}": plain}
@@ -318,6 +323,7 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
         result = fine_tune(
             shortcut_model, tokenizer, data, loss, steps=args.steps, batch_size=args.finetune_batch_size,
             learning_rate=args.finetune_learning_rate, max_length=args.max_length, seed=finetune_seed, on_step=record,
+            relevance_warmup=args.penalty_warmup if name.startswith("(c)") else 0,
         )
         timings[name] = time.time() - started - record.skipped
         models[name] = result.model

@@ -43,6 +43,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--rationale-weight", type=float, default=1.0)
     parser.add_argument("--classification-weight", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument(
+        "--relevance-warmup", type=int, default=0,
+        help="the relevance terms' weights ramp up linearly over this many steps (0: full weight from the start)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-5)
     parser.add_argument("--max-length", type=int, default=None, help="truncate longer texts")
@@ -97,6 +101,7 @@ def run(args) -> int:
     result = fine_tune(
         model, tokenizer, examples, loss, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_length=args.max_length, seed=args.seed, in_place=True, progress=not args.quiet,
+        relevance_warmup=args.relevance_warmup,
     )
     result.model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -136,7 +136,8 @@ class RelevanceLoss(nn.Module):
         options.setdefault("removal_id", removal)
         return cls(special_ids=tokenizer.all_special_ids, **options)
 
-    def forward(self, model: nn.Module, batch: dict) -> RelevanceLossOutput:
+    def forward(self, model: nn.Module, batch: dict, relevance_scale: float = 1.0) -> RelevanceLossOutput:
+        """``relevance_scale`` multiplies the weights of every term but the cross-entropy (a warm-up ramp)."""
         inputs = {k: v for k, v in batch.items() if k not in MASK_KEYS}
         labels = batch.get("labels")
         if labels is None and (self.target == "label" or self.weights["classification_weight"] > 0):
@@ -172,8 +173,8 @@ class RelevanceLoss(nn.Module):
                     rationale = _mean_over_marked(1 - (shares * rationale_mask).sum(-1), rationale_mask)
             elif batch.get("foreground_mask") is not None:
                 foreground, background = self._robustvit(model, scores, batch["foreground_mask"])
-        loss = (
-            w["classification_weight"] * classification + w["penalty_weight"] * penalty + w["rationale_weight"] * rationale
+        loss = w["classification_weight"] * classification + relevance_scale * (
+            w["penalty_weight"] * penalty + w["rationale_weight"] * rationale
             + w["foreground_weight"] * foreground + w["background_weight"] * background
         )
         return RelevanceLossOutput(loss, classification, penalty, rationale, foreground, background, logits, scores)

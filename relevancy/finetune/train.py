@@ -35,15 +35,20 @@ def fine_tune(
     in_place: bool = False,
     progress: bool = True,
     on_step: Callable[[int, nn.Module], None] | None = None,
+    relevance_warmup: int = 0,
 ) -> FineTuneResult:
     """Train for ``steps`` batches drawn from ``examples`` (``training_examples`` output), reshuffled
     every epoch with ``seed``, which also seeds dropout. The given model is left untouched unless ``in_place``: a copy is trained.
     ``on_step(step, model)`` runs after each step (e.g. to record a learning curve); the model is put back
-    in training mode after it, and the random state it uses does not change the training."""
+    in training mode after it, and the random state it uses does not change the training.
+    ``relevance_warmup``: the relevance terms' weights grow linearly from 1/warmup to full over that many
+    steps, so a strong penalty does not swamp the cross-entropy before the classifier can adapt."""
     if not examples:
         raise ValueError("no training examples: the data set is empty")
     if steps < 1 or batch_size < 1:
         raise ValueError("steps and batch_size must be >= 1")
+    if relevance_warmup < 0:
+        raise ValueError("relevance_warmup must be >= 0 (steps over which the relevance terms ramp up)")
     if not in_place:
         model = copy.deepcopy(model)
     collate = RelevanceCollator(tokenizer, max_length)
@@ -62,7 +67,7 @@ def fine_tune(
                 order += torch.randperm(len(examples), generator=generator).tolist()
             chunk, order = order[:batch_size], order[batch_size:]
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in chunk]).items()}
-            output = loss(model, batch)
+            output = loss(model, batch, relevance_scale=min(1.0, (step + 1) / relevance_warmup) if relevance_warmup else 1.0)
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             optimizer.step()

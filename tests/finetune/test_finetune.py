@@ -127,10 +127,11 @@ def test_cli_finetune_magnitude_penalty(base, tmp_path):
     code = main([
         "finetune", str(data), "--model", str(folder), "--out", str(out), "--words", "zq", "--steps", "2", "--batch-size", "8",
         "--method", "input_x_gradient", "--penalty-mode", "magnitude", "--penalty-weight", "100", "--id-column", "id", "--quiet",
+        "--relevance-warmup", "4",
     ])
     assert code == 0
     record = json.loads((out / "finetune.json").read_text())
-    assert record["settings"]["penalty_mode"] == "magnitude"
+    assert record["settings"]["penalty_mode"] == "magnitude" and record["settings"]["relevance_warmup"] == 4
     assert all(h["penalty"] > 0 for h in record["history"])  # squared relevance of zq, never exactly 0
 
 

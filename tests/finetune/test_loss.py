@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import relevancy
-from relevancy.finetune import RelevanceCollator, RelevanceLoss
+from relevancy.finetune import RelevanceCollator, RelevanceLoss, fine_tune
 from tests.audit import toy
 from tests.models import build, redraw
 
@@ -45,6 +45,32 @@ def test_terms_equal_shares_of_the_map(setup):
     assert loss.classification.item() == pytest.approx(ce.item(), rel=1e-12)
     assert loss.loss.item() == pytest.approx((ce + expected_penalty + loss.rationale).item(), rel=1e-9)
 
+
+
+def test_relevance_scale_multiplies_every_term_but_the_cross_entropy(setup):
+    model, tokenizer, ids = setup
+    data = batch(tokenizer)
+    loss_fn = RelevanceLoss.for_tokenizer(tokenizer, penalised_ids=ids, penalty_weight=2.0, rationale_weight=0.5)
+    full, scaled = loss_fn(model, data), loss_fn(model, data, relevance_scale=0.25)
+    relevance = 2.0 * full.penalty + 0.5 * full.rationale
+    assert relevance.item() > 0
+    assert scaled.loss.item() == pytest.approx((full.classification + 0.25 * relevance).item(), rel=1e-9)
+
+
+def test_warmup_ramps_the_penalty_in_fine_tuning(setup):
+    """With a warm-up the first step sees 1/warmup of the penalty, so it moves the model differently."""
+    model, tokenizer, ids = setup
+    examples = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS)]
+    loss_fn = RelevanceLoss.for_tokenizer(tokenizer, penalised_ids=ids, penalty_weight=1.0, rationale_weight=0.0)
+    options = dict(steps=1, batch_size=3, learning_rate=1e-2, progress=False)
+    moved = {}
+    for warmup in (0, 1, 1000):
+        trained = fine_tune(model, tokenizer, examples, loss_fn, relevance_warmup=warmup, **options).model
+        moved[warmup] = [p.detach().clone() for p in trained.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(moved[0], moved[1]))  # a 1-step ramp is no ramp
+    assert any(not torch.equal(a, b) for a, b in zip(moved[0], moved[1000]))
+    with pytest.raises(ValueError, match="relevance_warmup"):
+        fine_tune(model, tokenizer, examples, loss_fn, relevance_warmup=-1, **options)
 
 def check_gradient(model, tokenizer, ids, method, probes, penalty_mode="share", penalty_weight=2.0):
     """d loss / d theta from autograd against central differences, one parameter entry at a time."""
