@@ -317,6 +317,7 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
                 curve.append({"step": step, **{
                     split: accuracy(candidate, tokenizer, rows, args.batch_size, args.max_length) for split, rows in tests.items()
                 }})
+                tqdm.write(f"{name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in curve[-1].items() if k != "step"))
                 record.skipped += time.time() - paused
 
         record.skipped = 0.0
