@@ -7,6 +7,7 @@ block boundaries, the input, or each attention layer (through observers).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -47,8 +48,14 @@ class Attribution:
 class Run:
     """One forward of ``model`` on ``inputs`` under the scope; gradient and relevance passes on demand."""
 
-    def __init__(self, model: nn.Module, structure: ModelStructure, inputs: dict, target: Target, scope: RelevanceScope):
+    def __init__(
+        self, model: nn.Module, structure: ModelStructure, inputs: dict, target: Target, scope: RelevanceScope,
+        checkpoint: bool = False,
+    ):
         self.model = model
+        self.checkpoint = checkpoint  # keep no block's graph: each backward pass recomputes blocks one at a time
+        self._block_inputs: list[tuple[tuple, dict, int]] = []  # checkpointing: (args, kwargs, first attention call)
+        self._grad_outputs: dict[int, torch.Tensor] = {}  # checkpointing: each attention layer's dO, kept between passes
         self.structure = structure
         self.inputs = inputs
         self.target = target
@@ -78,7 +85,7 @@ class Run:
         Without a transform the forward is done once per Run: later calls (another target, see
         ``retarget``) reuse its graph and replay its attention calls to new observers."""
         structure, scope = self.structure, self.scope
-        if input_transform is None and self._forwarded:
+        if input_transform is None and self._forwarded and not self.checkpoint:
             for call in scope.dispatcher.calls:
                 for observer in scope.observers:
                     observer.on_forward(call)
@@ -98,9 +105,17 @@ class Run:
             head = self.model.get_output_embeddings() if structure.causal and hasattr(self.model, "get_output_embeddings") else None
             if isinstance(head, nn.Linear):
                 handles.append(head.register_forward_hook(lambda module, args, output: head_seen.update(x=args[0], out=output)))
-            for index, block in enumerate(structure.blocks):
-                handles.append(block.register_forward_pre_hook(self._tap_block_input(index), with_kwargs=True))
-            handles.append(structure.blocks[-1].register_forward_hook(self._tap_block_output(len(structure.blocks))))
+            if self.checkpoint:
+                self._block_inputs, self._grad_outputs = [], {}
+                for block in structure.blocks:
+                    handles.append(block.register_forward_pre_hook(self._enter_unrecorded_block, with_kwargs=True))
+                    handles.append(block.register_forward_hook(self._leave_unrecorded_block))
+                if "use_cache" in inspect.signature(self.model.forward).parameters:
+                    model_inputs.setdefault("use_cache", False)  # a recomputed block must not extend a cache
+            else:
+                for index, block in enumerate(structure.blocks):
+                    handles.append(block.register_forward_pre_hook(self._tap_block_input(index), with_kwargs=True))
+                handles.append(structure.blocks[-1].register_forward_hook(self._tap_block_output(len(structure.blocks))))
             if structure.modality == "image":
                 pixels = model_inputs.pop("pixel_values")
                 with scope.paused(), torch.enable_grad():
@@ -156,6 +171,65 @@ class Run:
 
         return hook
 
+    # -- checkpointing: blocks run without a graph, and are recomputed one at a time per backward --
+    def _enter_unrecorded_block(self, block, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if not self._block_inputs:
+            self._boundary_tensors[0] = hidden  # the graph below the blocks (embeddings) is kept
+        with self.scope.paused():
+            kept = self.scope.dispatcher.mark(hidden.detach())
+        args, kwargs = ((kept,) + tuple(args[1:]), dict(kwargs)) if args else (args, dict(kwargs, hidden_states=kept))
+        self._block_inputs.append((args, kwargs, len(self.scope.dispatcher.calls)))
+        self._grad_mode = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+
+    def _leave_unrecorded_block(self, block, args, output):
+        torch.set_grad_enabled(self._grad_mode)
+        calls = self.scope.dispatcher.calls
+        first = self._block_inputs[-1][2]
+        calls[first:] = [None] * (len(calls) - first)  # observers have seen them; keep no q, k, v
+        if len(self._block_inputs) < len(self.structure.blocks):
+            return None
+        hidden = output[0] if isinstance(output, (tuple, list)) else output
+        with self.scope.paused():  # the graph above the blocks starts here
+            leaf = self.scope.dispatcher.mark(hidden.detach().requires_grad_(True))
+        self._boundary_tensors[len(self.structure.blocks)] = leaf
+        return (leaf, *output[1:]) if isinstance(output, (tuple, list)) else leaf
+
+    def _recompute_block(self, index: int) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Block ``index`` again, with a graph: (input leaf, output, its attention calls)."""
+        args, kwargs, first_call = self._block_inputs[index]
+        hidden = args[0] if args else kwargs["hidden_states"]
+        leaf = self.scope.dispatcher.mark(hidden.detach().requires_grad_(True))
+        args, kwargs = ((leaf,) + args[1:], kwargs) if args else (args, dict(kwargs, hidden_states=leaf))
+        dispatcher = self.scope.dispatcher
+        with dispatcher.replay(first_call), torch.enable_grad(), self.scope.tracing():
+            output = self.structure.blocks[index](*args, **kwargs)
+            calls = dispatcher.calls[first_call:]
+        return leaf, output[0] if isinstance(output, (tuple, list)) else output, calls
+
+    def _record_boundary(self, pass_: Pass, index: int, grad: torch.Tensor) -> None:
+        self.boundaries[pass_][index] = grad.sum(-1)
+        if pass_ is Pass.GRADIENT and index == len(self.structure.blocks):
+            self._readout_magnitude = grad.detach().abs().sum(-1)
+
+    def _sweep_blocks(self, pass_: Pass, grad: torch.Tensor, stop: int) -> torch.Tensor:
+        """Carry ``grad`` (gradient or relevance at the last block's output) down to block ``stop``'s
+        input, holding one block's graph at a time."""
+        self._record_boundary(pass_, len(self.structure.blocks), grad)
+        for index in reversed(range(stop, len(self.structure.blocks))):
+            leaf, output, calls = self._recompute_block(index)
+            if pass_ is Pass.RELEVANCE:
+                for call in calls:
+                    call.grad_output = self._grad_outputs.get(call.layer)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(output, leaf, grad_outputs=grad)
+            if pass_ is Pass.GRADIENT:
+                self._grad_outputs.update({call.layer: call.grad_output for call in calls})
+            del leaf, output, calls
+            self._record_boundary(pass_, index, grad)
+        return grad
+
     def _tap(self, index: int, tensor) -> None:
         if not isinstance(tensor, torch.Tensor) or not tensor.requires_grad:
             return
@@ -208,13 +282,13 @@ class Run:
         "blocks" (down to the first block's input), a block index (down to that block's input) or
         "input" (the embeddings or pixels).
         Returns the gradient or relevance at that point."""
-        if to == "input":
-            destination = self.input_leaf
-        else:
-            key = {"readout": len(self.structure.blocks), "blocks": 0}.get(to, to)
-            if key not in self._boundary_tensors:
-                raise RuntimeError(f"the model's blocks were not reached with the explained input (boundary {key})")
-            destination = self._boundary_tensors[key]
+        blocks = len(self.structure.blocks)
+        key = {"readout": blocks, "blocks": 0, "input": 0}.get(to, to)
+        if self.checkpoint and key not in (0, blocks):  # an inner block's input exists once it is recomputed
+            key = 0 if 0 <= key < blocks else key
+        if key not in self._boundary_tensors:
+            raise RuntimeError(f"the model's blocks were not reached with the explained input (boundary {key})")
+        destination = self.input_leaf if to == "input" else self._boundary_tensors[key]
         self.scope.set_pass(pass_)
         if self._head is None:
             start, start_grad = self.logits, self.seed
@@ -228,6 +302,13 @@ class Run:
                 start_grad = seed @ rows
             else:
                 (start_grad, _) = self.scope.dispatcher.linear_rule.relevance(seed, start, rows)
+        if self.checkpoint and to != "readout":
+            with torch.enable_grad():
+                (top,) = torch.autograd.grad(start, self._boundary_tensors[blocks], grad_outputs=start_grad, retain_graph=True)
+            result = self._sweep_blocks(pass_, top, to if isinstance(to, int) else 0)
+            if to != "input":
+                return result
+            start, start_grad = self._boundary_tensors[0], result
         with torch.enable_grad():
             (result,) = torch.autograd.grad(
                 start,
@@ -237,6 +318,8 @@ class Run:
                 create_graph=self.scope.differentiable,
                 allow_unused=True,
             )
+        if self.checkpoint and to == "readout":
+            self._record_boundary(pass_, len(self.structure.blocks), result)
         return result
 
     def content_mask(self, like: torch.Tensor) -> torch.Tensor:
@@ -274,14 +357,21 @@ def attribute(
     target=None,
     *,
     differentiable: bool = False,
+    checkpoint: bool = False,
     structure: ModelStructure | None = None,
 ) -> Attribution:
     """Explain ``model`` on tokenised/processed ``inputs`` (a dict of batched tensors) with ``method``
     (a name or a Method) for ``target`` (None = predicted class, an index, a label, 'a vs b', a Target).
 
+    ``checkpoint=True`` keeps no block's graph: each backward pass recomputes the blocks one at a
+    time from their saved inputs (about one forward more per pass), for long inputs whose graph
+    does not fit in memory. The scores are the same.
+
     The model comes back exactly as it was, also when this raises.
     """
-    (result,) = attribute_targets(model, inputs, method, [target], differentiable=differentiable, structure=structure)
+    (result,) = attribute_targets(
+        model, inputs, method, [target], differentiable=differentiable, checkpoint=checkpoint, structure=structure
+    )
     return result
 
 
@@ -292,6 +382,7 @@ def attribute_targets(
     targets: list,
     *,
     differentiable: bool = False,
+    checkpoint: bool = False,
     structure: ModelStructure | None = None,
     batch_size: int = 16,
 ) -> list[Attribution]:
@@ -299,7 +390,8 @@ def attribute_targets(
     answer). The targets' backward passes run ``batch_size`` at a time as one batched pass
     (``torch.func.vmap`` over their seeds: each graph node is visited once per chunk, with a
     leading target dimension); ``batch_size=1`` runs them one by one. Methods that run forwards of
-    their own (integrated gradients) and differentiable maps are computed one target at a time."""
+    their own (integrated gradients), differentiable maps and ``checkpoint=True`` (see ``attribute``)
+    are computed one target at a time."""
     from .methods import get_method
 
     method = get_method(method)
@@ -309,11 +401,16 @@ def attribute_targets(
         raise ValueError("no targets given")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer (targets per batched backward), got {batch_size!r}")
+    if checkpoint and differentiable:
+        raise ValueError(
+            "checkpoint=True cannot give a differentiable map: its blocks' graphs are dropped after each pass; "
+            "use one or the other"
+        )
     resolved = [as_target(target, structure.label_index) for target in targets]
     results = []
     with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
-        run = Run(model, structure, inputs, resolved[0], scope)
-        batched = batch_size > 1 and len(resolved) > 1 and not differentiable
+        run = Run(model, structure, inputs, resolved[0], scope, checkpoint=checkpoint)
+        batched = batch_size > 1 and len(resolved) > 1 and not differentiable and not checkpoint
         if batched:
             run.forward()
         for start in range(0, len(resolved), batch_size if batched else 1):

@@ -226,9 +226,10 @@ class _AttentionNode(torch.autograd.Function):
         return (None, None, *rule.relevance(grad, *ctx.saved_tensors))
 
 
-def scaled_dot_product_attention(function, state, observers, layer, args, kwargs, explicit: bool = False):
+def scaled_dot_product_attention(function, state, observers, layer, args, kwargs, explicit: bool = False, announce: bool = True):
     """Run SDPA natively and put the attention rule on top of its output. ``explicit`` computes
-    softmax(q k^T) v with plain operations instead, whose backward is itself differentiable."""
+    softmax(q k^T) v with plain operations instead, whose backward is itself differentiable;
+    ``announce=False`` (a recomputed block) skips the observers' ``on_forward``."""
     names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
     bound = dict(zip(names, args))
     bound.update(kwargs)
@@ -245,7 +246,7 @@ def scaled_dot_product_attention(function, state, observers, layer, args, kwargs
     mask = additive_mask(bound.get("attn_mask"), query.dtype, query.device)
     call = AttentionCall(layer, query, key_full, value_full, scale, mask, causal=bool(bound.get("is_causal", False)))
     output = call.probabilities() @ value_full if explicit else function(*args, **kwargs)
-    for observer in observers:
+    for observer in observers if announce else ():
         observer.on_forward(call)
     rule = Attention(call, state, observers, groups)
     return _AttentionNode.apply(rule, output, query, key, value), call

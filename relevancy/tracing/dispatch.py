@@ -7,6 +7,7 @@ need a rule. Anything else that computes a live float tensor is an error naming 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import torch
@@ -70,11 +71,24 @@ class Dispatcher:
         self.rules = rules  # False: only attention is observed (gradient-only methods)
         self.explicit_attention = explicit_attention  # differentiable maps need a twice-differentiable attention
         self.calls: list = []  # the attention calls of the last forward, in order
+        self.replaying = False  # recomputing one block (checkpointing): observers saw its forward already
         self.linear_rule = AlphaBetaLinear()
         self._token = object()
 
     def reset_calls(self) -> None:
         self.calls = []
+
+    @contextlib.contextmanager
+    def replay(self, first_layer: int):
+        """Recompute one block whose first attention call was number ``first_layer``: its calls keep
+        their layer numbers, are collected in ``calls[first_layer:]`` and are not shown to the
+        observers' ``on_forward`` a second time."""
+        saved = self.calls, self.replaying
+        self.calls, self.replaying = [None] * first_layer, True
+        try:
+            yield
+        finally:
+            self.calls, self.replaying = saved
 
     # -- liveness -----------------------------------------------------------------------------
     def mark(self, value: Any) -> Any:
@@ -92,7 +106,8 @@ class Dispatcher:
         live = [t for t in _tensors(args) + _tensors(list(kwargs.values())) if self.is_live(t)]
         if name == "scaled_dot_product_attention" and live:
             output, call = attention.scaled_dot_product_attention(
-                function, self.state, self.observers, len(self.calls), args, kwargs, self.explicit_attention
+                function, self.state, self.observers, len(self.calls), args, kwargs, self.explicit_attention,
+                announce=not self.replaying,
             )
             self.calls.append(call)
             return self.mark(output)
