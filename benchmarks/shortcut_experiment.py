@@ -88,14 +88,15 @@ def parse_args(argv=None):
         help="the differentiable map the penalty of (c) is computed on (default: --method; the audit always uses --method)",
     )
     parser.add_argument(
-        "--penalty-mode", default="share", choices=("share", "magnitude", "removal"),
+        "--penalty-mode", default="share", choices=("share", "magnitude", "removal", "deletion"),
         help="share: the token's share of the positive relevance; magnitude: its mean squared raw relevance (signed maps); "
-        "removal: squared integrated gradients of the token from the input with it masked (--guide-method is not used)",
+        "removal: squared integrated gradients of the token from the input with it masked; deletion: the squared change of "
+        "the margin when it is deleted (removal and deletion do not use --guide-method)",
     )
     parser.add_argument("--removal-steps", type=int, default=8, help="integrated-gradients steps of --penalty-mode removal")
     parser.add_argument(
         "--insert-penalised", action="store_true",
-        help="--penalty-mode removal: penalise the token also inserted into the batch's sentences without it (every class)",
+        help="--penalty-mode removal/deletion: penalise the token also inserted into the batch's sentences without it (every class)",
     )
     parser.add_argument(
         "--augment-baseline", action="store_true",
@@ -247,6 +248,8 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
         "absent": dev,
         "reversed": plant(dev, token, 0, 1.0, rng),
         "planted": plant(dev, token, 1, args.plant_rate, rng),
+        # diagnostic for the removal penalty's [MASK] baseline: has [MASK] taken on the token's meaning?
+        "masked": plant(dev, tokenizer.mask_token, 0, 1.0, rng),
     }
     audit_rows = [{"text": r["text"], "label": r["label"]} for r in train if token in r["text"].split()]
     audit_rows = (audit_rows + [r for r in train if token not in r["text"].split()])[: args.audit_size]
@@ -281,13 +284,15 @@ def shortcut_part(args, previous: dict | None = None) -> dict:
     suffix += "" if finetune_seed == args.seed else f", seed {finetune_seed}"
     method = "" if args.method == "transformer_attribution" else f" [{args.method}]"  # guided and audited map
     guide = args.guide_method or args.method
+    inserted = ", inserted into every sentence" if args.insert_penalised else ""
     if args.penalty_mode == "removal":
-        inserted = ", inserted into every sentence" if args.insert_penalised else ""
         guided = f" (removal IG, {args.removal_steps} steps{inserted})"
-    if args.penalty_warmup:
-        guided += f", warm-up {args.penalty_warmup} steps"
+    elif args.penalty_mode == "deletion":
+        guided = f" (deletion{inserted})"
     else:
         guided = "" if args.penalty_mode == "share" and guide == args.method else f" ({args.penalty_mode} on {guide})"
+    if args.penalty_warmup:
+        guided += f", warm-up {args.penalty_warmup} steps"
     further = {f"(b) + {suffix}, cross-entropy{method}": plain}
     augmented = examples
     if args.augment_baseline:  # counterfactual augmentation: the token no longer tells the classes apart
@@ -478,16 +483,18 @@ def markdown(results: dict, smoke: bool) -> str:
             "always measures it); the share of its removals that flip the prediction; its mean share of the "
             "positive relevance.",
             "",
-            "| model | acc. absent | acc. reversed | acc. planted | recovered absent / reversed | relevance rank | shortcut rank "
-            "| over-rel. flag rank | picked for removal | removal flips | mean share | most relevant words |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "'[MASK] reversed': [MASK] instead of the token in every negative (rows from before this column: -).",
+            "",
+            "| model | acc. absent | acc. reversed | acc. planted | acc. [MASK] reversed | recovered absent / reversed | relevance rank "
+            "| shortcut rank | over-rel. flag rank | picked for removal | removal flips | mean share | most relevant words |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         recovered = _recovered(part["models"])
         for name, row in part["models"].items():
             a = row["audit"]
             lines.append(
                 f"| {name} | {row['accuracy_absent']:.3f} | {row['accuracy_reversed']:.3f} | {row['accuracy_planted']:.3f} | "
-                f"{recovered.get(name, '-')} | "
+                f"{_fmt(row.get('accuracy_masked'))} | {recovered.get(name, '-')} | "
                 f"{a['relevance_rank']} | {a['shortcut_rank']} | {a.get('over_relevant_rank')} | "
                 f"{ {True: 'yes', False: 'no'}.get(a.get('removal_candidate'), '-')} | "
                 f"{_fmt(a['removal_flip_rate'])} | {_fmt(a['mean_share'])} | {', '.join(a.get('top_relevance', [])) or '-'} |"

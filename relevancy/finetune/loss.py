@@ -17,10 +17,16 @@ while removing the token still flips the prediction. ``penalty_mode="removal"`` 
 integrated gradients along the path from the removal baseline (the penalised tokens replaced by
 [MASK]) to the input: by completeness their sum is the change of the class margin when the tokens
 are removed, so it is 0 only when the model does not use them, however flat it is near the input.
+The [MASK] baseline can itself be gamed: [MASK] never occurs in the cross-entropy's data, so the
+model is free to give it the token's meaning, and then masking the token changes nothing while
+deleting it still does. ``penalty_mode="deletion"`` penalises the leave-one-out (occlusion) relevance
+of the tokens instead: the exact change of the margin when they are deleted from the sequence, what a
+test without the token measures (two eval-mode forwards, no baseline to game).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -34,7 +40,7 @@ from ..methods import get_method
 from ..methods.integrated_gradients import IntegratedGradients
 from ..targets import Function
 
-PENALTY_MODES = ("share", "magnitude", "removal")
+PENALTY_MODES = ("share", "magnitude", "removal", "deletion")
 MASK_KEYS = ("labels", "penalty_mask", "rationale_mask", "special_tokens_mask", "foreground_mask")
 _TINY = 1e-30
 
@@ -43,7 +49,7 @@ _TINY = 1e-30
 class RelevanceLossOutput:
     loss: torch.Tensor  # what to backpropagate
     classification: torch.Tensor  # the cross-entropy part (unweighted)
-    penalty: torch.Tensor  # mean share, squared relevance ("magnitude") or squared removal effect ("removal") (unweighted)
+    penalty: torch.Tensor  # mean share, squared relevance ("magnitude"), squared removal or deletion effect (unweighted)
     rationale: torch.Tensor  # mean share of relevance outside the rationales (unweighted)
     foreground: torch.Tensor  # RobustViT foreground term (unweighted)
     background: torch.Tensor  # RobustViT background term (unweighted)
@@ -66,8 +72,10 @@ class RelevanceLoss(nn.Module):
     the input with them replaced by ``removal_id`` (the mask token with ``for_tokenizer``), for the
     margin of the explained class over the mean of the others: about the squared change of that
     margin when the tokens are removed. ``removal_steps`` points on the path, each drawn in its
-    interval while the model is in training mode (unbiased), the midpoints in eval mode.
-    "removal" ignores ``method``. ``insert_penalised`` (removal only): samples without a penalised
+    interval while the model is in training mode (unbiased), the midpoints in eval mode;
+    or "deletion", per sample the squared change of that margin when the tokens are deleted (the
+    sequence closes up): exact, and no baseline token whose meaning the model could move.
+    "removal" and "deletion" ignore ``method``. ``insert_penalised`` (removal, deletion): samples without a penalised
     token get one (the lowest of ``penalised_ids``) inserted at a random position after the first
     token, for the penalty only: the token's effect is then penalised in every context, not only in
     those it came with in the data (a shortcut's token appears with one class only).
@@ -111,8 +119,8 @@ class RelevanceLoss(nn.Module):
                 "penalty_mode='removal' needs removal_id, the token that replaces the penalised ones "
                 "(RelevanceLoss.for_tokenizer uses the mask token)"
             )
-        if insert_penalised and (penalty_mode != "removal" or not penalised_ids):
-            raise ValueError("insert_penalised needs penalty_mode='removal' and penalised_ids (the token to insert)")
+        if insert_penalised and (penalty_mode not in ("removal", "deletion") or not penalised_ids):
+            raise ValueError("insert_penalised needs penalty_mode='removal' or 'deletion' and penalised_ids (the token to insert)")
         if removal_steps < 1:
             raise ValueError("removal_steps must be >= 1")
         negative = [name for name, value in weights.items() if value < 0]
@@ -153,7 +161,7 @@ class RelevanceLoss(nn.Module):
         penalty_mask = batch.get("penalty_mask")
         if penalty_mask is None and self.penalised_ids and "input_ids" in inputs:
             penalty_mask = torch.isin(inputs["input_ids"], torch.tensor(self.penalised_ids, device=inputs["input_ids"].device))
-        removal = self.penalty_mode == "removal"
+        removal = self.penalty_mode in ("removal", "deletion")
         if removal and penalty_mask is not None and (penalty_mask.any() or self.insert_penalised) and w["penalty_weight"] > 0:
             scores, penalty = self._removal_penalty(model, inputs, penalty_mask.bool(), target, logits)
         others = ("rationale_weight", "foreground_weight", "background_weight") + (() if removal else ("penalty_weight",))
@@ -180,10 +188,11 @@ class RelevanceLoss(nn.Module):
         return RelevanceLossOutput(loss, classification, penalty, rationale, foreground, background, logits, scores)
 
     def _removal_penalty(self, model, inputs, mask, target, logits) -> tuple[torch.Tensor, torch.Tensor]:
-        """(map, penalty): integrated gradients from the input with the marked tokens removed; the
-        squared sum over the marked positions, averaged over the samples that have any."""
+        """(map, penalty): integrated gradients from the input with the marked tokens masked, or their
+        joint deletion effect spread over them ("deletion"); the squared sum over the marked positions,
+        averaged over the samples that have any."""
         if "input_ids" not in inputs:
-            raise ValueError("penalty_mode='removal' needs a text model called with input_ids")
+            raise ValueError(f"penalty_mode={self.penalty_mode!r} needs a text model called with input_ids")
         classes = (target if target is not None else logits.detach().argmax(-1)).to(logits.device).long()
 
         def margin(out):  # linear in the logits, so completeness holds for it along the path
@@ -192,6 +201,12 @@ class RelevanceLoss(nn.Module):
 
         if self.insert_penalised:
             inputs, mask = _insert(inputs, mask, self.penalised_ids[0])
+        if self.penalty_mode == "deletion":
+            with _eval_mode(model):  # as the maps: no dropout, so the two forwards differ only by the tokens
+                full, deleted = (model(**x) for x in (inputs, _delete(inputs, mask)))
+            effect = margin(_logits(full)) - margin(_logits(deleted))
+            scores = mask * (effect / mask.sum(-1).clamp_min(1))[:, None]
+            return scores, _mean_over_marked(effect**2, mask)
         baseline = inputs["input_ids"].masked_fill(mask, self.removal_id)
         method = IntegratedGradients(self.removal_steps, baseline_ids=baseline, stratified=model.training)
         scores = attribute(model, inputs, method, Function(margin), differentiable=True).scores
@@ -225,6 +240,36 @@ class RelevanceLoss(nn.Module):
         background = ((relevance * (1 - mask)) ** 2).mean()
         foreground = ((relevance * mask - mask) ** 2).mean()
         return foreground, background
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+
+
+def _logits(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output
+
+
+def _delete(inputs: dict, mask: torch.Tensor) -> dict:
+    """``inputs`` with the marked positions deleted: each row closes up to the left and is padded
+    at the end (attention mask 0, every other input 0), so positions shift as in a text without them."""
+    ids = inputs["input_ids"]
+    odd = [key for key, value in inputs.items() if not isinstance(value, torch.Tensor) or value.shape != ids.shape]
+    if odd:
+        raise ValueError(f"penalty_mode='deletion' needs inputs shaped like input_ids; {', '.join(odd)} are not")
+    inputs = {**inputs, "attention_mask": inputs.get("attention_mask", torch.ones_like(ids))}
+    kept = ~mask
+    # a stable sort puts the kept positions first, in their order
+    order = torch.sort((~kept).to(torch.int8), dim=-1, stable=True).indices
+    valid = torch.arange(ids.shape[1], device=ids.device)[None] < kept.sum(-1, keepdim=True)
+    return {key: value.gather(-1, order) * valid.to(value.dtype) for key, value in inputs.items()}
 
 
 def _mean_over_marked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

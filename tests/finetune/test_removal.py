@@ -8,7 +8,7 @@ import relevancy
 from relevancy.finetune import RelevanceLoss
 from relevancy.methods.integrated_gradients import IntegratedGradients
 from tests.audit import toy
-from tests.finetune.test_loss import batch, check_gradient
+from tests.finetune.test_loss import TEXTS, batch, check_gradient
 from tests.models import redraw
 
 
@@ -159,3 +159,40 @@ def test_inserted_token_is_penalised_in_every_sample(setup):
     assert everywhere(model, no_token).penalty.item() > 0
     with pytest.raises(ValueError, match="insert_penalised"):
         RelevanceLoss.for_tokenizer(tokenizer, insert_penalised=True)
+
+
+def test_deletion_penalty_is_the_squared_margin_change_without_the_token(setup):
+    """Against the texts written without the token: deletion closes the sequence up, as a real absence."""
+    model, tokenizer, ids = setup
+    model.train()  # the penalty's forwards run in eval mode; the mode is restored
+    data = batch(tokenizer, rationales=False)
+    loss = RelevanceLoss.for_tokenizer(tokenizer, penalised_ids=ids, penalty_mode="deletion")(model, data)
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+    texts = [t.replace(toy.PLANTED + " ", "") for t in TEXTS]
+    without = tokenizer(texts, padding=True, return_tensors="pt")
+    labels = data["labels"]
+    effect = margin(model, inputs_of(data), labels) - margin(model, inputs_of(without), labels)
+    expected = effect[:2].pow(2).mean()  # the third text has no planted token
+    assert expected > 1e-4
+    assert loss.penalty.item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_deletion_gradient_matches_finite_differences(setup):
+    model, tokenizer, ids = setup
+    probes = [
+        ("bert.encoder.layer.0.attention.self.query.weight", (3, 5)),
+        ("bert.embeddings.word_embeddings.weight", (ids[0], 3)),
+        ("bert.embeddings.position_embeddings.weight", (2, 1)),
+        ("classifier.weight", (1, 4)),
+    ]
+    check_gradient(model, tokenizer, ids, "transformer_attribution", probes, penalty_mode="deletion", penalty_weight=10.0)
+
+
+def test_deletion_with_insertion_penalises_the_token_in_every_sample(setup):
+    model, tokenizer, ids = setup
+    data = batch(tokenizer, rationales=False)
+    no_token = {k: v[2:] for k, v in data.items()}
+    options = dict(penalised_ids=ids, penalty_mode="deletion", rationale_weight=0.0)
+    assert RelevanceLoss.for_tokenizer(tokenizer, **options)(model, no_token).penalty.item() == 0
+    assert RelevanceLoss.for_tokenizer(tokenizer, insert_penalised=True, **options)(model, no_token).penalty.item() > 0
