@@ -26,16 +26,18 @@ def add_parser(subparsers) -> None:
         help="a method whose map is differentiable (input_x_gradient and full_lrp are signed: for --penalty-mode magnitude)",
     )
     parser.add_argument(
-        "--penalty-mode", default="share", choices=("share", "magnitude", "removal"),
+        "--penalty-mode", default="share", choices=("share", "magnitude", "removal", "deletion"),
         help="share: the words' share of the positive relevance; magnitude: their mean squared raw relevance, "
         "which the model cannot lower by flipping its sign or raising other tokens (scale --penalty-weight to the map); "
         "removal: the squared integrated gradients of the words from the input with them masked, about the squared "
-        "change of the class margin when they are removed, which a locally flat model cannot hide (--method unused)",
+        "change of the class margin when they are removed, which a locally flat model cannot hide; deletion: the exact "
+        "squared change of the margin when they are deleted from the text, with no [MASK] baseline whose meaning the "
+        "model could move (removal and deletion leave --method unused)",
     )
     parser.add_argument("--removal-steps", type=int, default=8, help="integrated-gradients steps of --penalty-mode removal")
     parser.add_argument(
         "--insert-penalised", action="store_true",
-        help="--penalty-mode removal: also penalise one of the words (the lowest token id) inserted into the "
+        help="--penalty-mode removal or deletion: also penalise one of the words (the lowest token id) inserted into the "
         "sentences without any (every class)",
     )
     parser.add_argument("--target", default="label", choices=("label", "predicted"), help="which class's map is guided")

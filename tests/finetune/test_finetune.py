@@ -135,16 +135,17 @@ def test_cli_finetune_magnitude_penalty(base, tmp_path):
     assert all(h["penalty"] > 0 for h in record["history"])  # squared relevance of zq, never exactly 0
 
 
-def test_cli_finetune_removal_penalty(base, tmp_path):
+@pytest.mark.parametrize("mode", ["removal", "deletion"])
+def test_cli_finetune_removal_penalty(base, tmp_path, mode):
     _, _, folder, data = base
     out = tmp_path / "tuned"
     code = main([
         "finetune", str(data), "--model", str(folder), "--out", str(out), "--words", "zq", "--steps", "2", "--batch-size", "8",
-        "--penalty-mode", "removal", "--removal-steps", "2", "--insert-penalised", "--id-column", "id", "--quiet",
+        "--penalty-mode", mode, "--removal-steps", "2", "--insert-penalised", "--id-column", "id", "--quiet",
     ])
     assert code == 0
     record = json.loads((out / "finetune.json").read_text())
-    assert record["settings"]["penalty_mode"] == "removal" and record["settings"]["insert_penalised"]
+    assert record["settings"]["penalty_mode"] == mode and record["settings"]["insert_penalised"]
     assert all(h["penalty"] > 0 for h in record["history"])
 
 
