@@ -11,7 +11,8 @@ allocations), time is the median of ``--repeats`` further calls, or the first ca
 ``--repeats 0`` (used for the long lengths). Ratios are to forward+backward measured in the same run.
 
 Calls per length: forward (no grad), forward_backward (next-token cross-entropy over all positions,
-parameter gradients), transformer_attribution and gradient_x_attention (the next token's logit).
+parameter gradients), transformer_attribution and gradient_x_attention (the next token's logit), and
+transformer_attribution with ``checkpoint=True`` (blocks recomputed in each backward pass).
 Answer calls: a prompt of ``--answer-prompt`` tokens and T = ``--answer-tokens`` answer tokens, every
 answer token explained with transformer_attribution: ``answer_batched`` (one forward, one vmapped
 backward for all T), ``answer_loop`` (one forward, T backwards) and ``answer_separate`` (T calls of
@@ -45,7 +46,7 @@ import relevancy  # noqa: E402
 from relevancy.targets import TokenAt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LENGTH_CALLS = ("forward", "forward_backward", "transformer_attribution", "gradient_x_attention")
+LENGTH_CALLS = ("forward", "forward_backward", "transformer_attribution", "gradient_x_attention", "transformer_attribution_checkpoint")
 ANSWER_CALLS = ("answer_batched", "answer_loop", "answer_separate")
 SMOLLM2_CACHE = Path.home() / ".cache" / "relevancy" / "smollm2"
 
@@ -112,6 +113,8 @@ def make_call(model, call: str, length: int, answer_tokens: int):
             return lambda: [relevancy.attribute(model, inputs, "transformer_attribution", t) for t in targets]
         batch = answer_tokens if call == "answer_batched" else 1
         return lambda: relevancy.attribute_targets(model, inputs, "transformer_attribution", targets, batch_size=batch)
+    if call.endswith("_checkpoint"):
+        return lambda: relevancy.attribute(model, inputs, call.removesuffix("_checkpoint"), checkpoint=True)
     return lambda: relevancy.attribute(model, inputs, call)
 
 

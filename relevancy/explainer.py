@@ -21,8 +21,12 @@ class Explainer:
     >>> explainer("a gorgeous, moving film", target="positive").words()
     """
 
-    def __init__(self, model: nn.Module, processor=None, *, method: str = "transformer_attribution", batch_size: int = 16):
+    def __init__(
+        self, model: nn.Module, processor=None, *, method: str = "transformer_attribution", batch_size: int = 16,
+        checkpoint: bool = False,
+    ):
         self.model = model
+        self.checkpoint = checkpoint  # recompute blocks per backward pass (long inputs; see relevancy.attribute)
         self.processor = processor
         self.structure = describe(model)
         self.method = method
@@ -59,11 +63,11 @@ class Explainer:
         if self.structure.modality == "text":
             texts = [str(item) for item in items]
             inputs, encodings = self._tokenize(texts)
-            attribution = attribute(self.model, inputs, method, target, structure=self.structure)
+            attribution = attribute(self.model, inputs, method, target, structure=self.structure, checkpoint=self.checkpoint)
             return [self._text_explanation(attribution, i, inputs, encodings, texts[i]) for i in range(len(texts))]
         images = [self._load_image(item) for item in items]
         inputs, shown = self._preprocess_images(images)
-        attribution = attribute(self.model, inputs, method, target, structure=self.structure)
+        attribution = attribute(self.model, inputs, method, target, structure=self.structure, checkpoint=self.checkpoint)
         return [self._image_explanation(attribution, i, shown[i]) for i in range(len(images))]
 
     def _common(self, attribution: Attribution, index: int) -> dict:

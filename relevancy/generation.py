@@ -117,9 +117,10 @@ def _token_strings(tokenizer, ids: list[int]) -> list[str]:
 
 
 def explain_answer(model, tokenizer, prompt: str, *, answer: str | None = None, max_new_tokens: int = 16,
-                   method="transformer_attribution", batch_size: int = 16) -> AnswerExplanation:
+                   method="transformer_attribution", batch_size: int = 16, checkpoint: bool = False) -> AnswerExplanation:
     """Generate (or take) an answer and explain each of its tokens from one shared forward and
-    batched backward passes (``batch_size`` answer tokens per pass, see ``attribute_targets``)."""
+    batched backward passes (``batch_size`` answer tokens per pass, see ``attribute_targets``);
+    ``checkpoint=True`` trades that sharing for memory (blocks recomputed per token and pass)."""
     if answer is None:
         prompt_ids, answer_ids = generate(model, tokenizer, prompt, max_new_tokens)
     else:
@@ -131,7 +132,7 @@ def explain_answer(model, tokenizer, prompt: str, *, answer: str | None = None, 
     n = len(prompt_ids)
     targets = [TokenAt(token, n + t - 1) for t, token in enumerate(answer_ids)]
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    results = attribute_targets(model, inputs, method, targets, batch_size=batch_size)
+    results = attribute_targets(model, inputs, method, targets, batch_size=batch_size, checkpoint=checkpoint)
     matrix = torch.stack([r.scores[0] for r in results]).float().numpy()
     return AnswerExplanation(
         tokens=_token_strings(tokenizer, ids[0].tolist()),

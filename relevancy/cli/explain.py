@@ -22,13 +22,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--generate", type=int, default=None, metavar="N",
                         help="causal LMs: generate N tokens and explain each of them (prompt tokens per answer token)")
     parser.add_argument("--drop-sink", action="store_true", help="causal LMs: leave the first token out of normalisation")
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="long inputs: keep no block's graph, recompute blocks in each backward pass (slower, far less memory)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..explainer import Explainer
 
-    explainer = Explainer.from_pretrained(args.model)
+    explainer = Explainer.from_pretrained(args.model, checkpoint=args.checkpoint)
     if explainer.structure.causal:
         return _explain_answer(explainer, args)
     options = {} if args.start_layer is None else {"start_layer": args.start_layer}
@@ -63,7 +65,7 @@ def _explain_answer(explainer, args) -> int:
     from ..viz.text import render_terminal
 
     result = explain_answer(explainer.model, explainer.processor, args.input, max_new_tokens=args.generate or 1,
-                            method=args.method)
+                            method=args.method, checkpoint=args.checkpoint)
     normalised = result.normalised(args.drop_sink)
     prompt = result.tokens[: result.prompt_length]
     print(f"{args.method} — answer: {''.join(result.answer_tokens)!r}")

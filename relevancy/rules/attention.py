@@ -33,11 +33,12 @@ class AttentionCall:
 
     layer: int
     query: torch.Tensor  # (B, H, N, D)
-    key: torch.Tensor  # (B, H, M, D), key/value heads already repeated for grouped-query attention
-    value: torch.Tensor
+    key: torch.Tensor  # (B, H / groups, M, D): grouped-query attention shares a key/value head among
+    value: torch.Tensor  # ``groups`` consecutive query heads; it is never repeated in memory
     scale: float
     mask: torch.Tensor | None  # additive float mask broadcastable to (B, H, N, M), or None
     causal: bool = False  # SDPA's is_causal: key j is visible to query row i when j <= i
+    groups: int = 1
     first_row: int = 0
     columns: int | None = None  # None: all keys
     grad_output: torch.Tensor | None = field(default=None, repr=False)
@@ -94,7 +95,7 @@ class AttentionCall:
 
     def scores(self) -> torch.Tensor:
         """q k^T, unscaled: the product whose relevance is split between q and k."""
-        return self.query @ self.visible_key.transpose(-1, -2)
+        return per_head(self.query, self.visible_key.transpose(-1, -2), self.groups)
 
     def probabilities(self, scores: torch.Tensor | None = None) -> torch.Tensor:
         logits = (self.scores() if scores is None else scores) * self.scale
@@ -115,7 +116,25 @@ class AttentionCall:
         """d target / d A, from the gradient of the layer's output: A v gives dA = dO v^T."""
         if self.grad_output is None:
             raise RuntimeError("the gradient pass has not reached this attention layer")
-        return self.grad_output @ self.visible_value.transpose(-1, -2)
+        return per_head(self.grad_output, self.visible_value.transpose(-1, -2), self.groups)
+
+
+def per_head(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """a @ b per query head: a (B, H, r, X), b (B, H / groups, X, Y) shared by ``groups`` consecutive heads."""
+    if groups == 1:
+        return a @ b
+    batch, heads, rows, width = a.shape
+    return (a.reshape(batch, heads // groups, groups * rows, width) @ b).view(batch, heads, rows, -1)
+
+
+def summed_over_heads(a: torch.Tensor, c: torch.Tensor, groups: int) -> torch.Tensor:
+    """a^T c summed over query rows and over the ``groups`` heads sharing a key/value head:
+    a (B, H, r, M), c (B, H, r, D) -> (B, H / groups, M, D)."""
+    if groups == 1:
+        return a.transpose(-1, -2) @ c
+    batch, heads, rows, _ = a.shape
+    shared = (batch, heads // groups, groups * rows)
+    return a.reshape(*shared, -1).transpose(-1, -2) @ c.reshape(*shared, -1)
 
 
 def additive_mask(attn_mask, dtype, device) -> torch.Tensor | None:
@@ -150,14 +169,13 @@ class Attention(Rule):
     between both operands by the basic rule and halve each share; softmax, the scale and the
     mask pass relevance on unchanged."""
 
-    def __init__(self, call: AttentionCall, state: PassState, observers: list[AttentionObserver], kv_groups: int):
+    def __init__(self, call: AttentionCall, state: PassState, observers: list[AttentionObserver]):
         self.call = call
         self.state = state
         self.observers = observers
-        self.kv_groups = kv_groups
 
     def relevance(self, relevance, output, query, key, value):
-        call = self.call
+        call, groups = self.call, self.call.groups
         # Without a graph to keep (not a differentiable map), n x n temporaries are reused in place.
         in_place = not torch.is_grad_enabled()
         # Relevance of A v splits over A and v by the basic rule: s = R / (A v), with A v the forward's output.
@@ -169,11 +187,11 @@ class Attention(Rule):
             scores = chunk.scores()
             probs = chunk.probabilities(scores)
             s = s_output[..., chunk.rows, :]
-            value_share = _accumulate(value_share, probs.transpose(-1, -2) @ s, chunk)
+            value_share = _accumulate(value_share, summed_over_heads(probs, s, groups), chunk)
             if in_place:
-                relevance_probs = ((s / 2) @ values.transpose(-1, -2)).mul_(probs)
+                relevance_probs = per_head(s / 2, values.transpose(-1, -2), groups).mul_(probs)
             else:
-                relevance_probs = probs * (s @ values.transpose(-1, -2)) / 2
+                relevance_probs = probs * per_head(s, values.transpose(-1, -2), groups) / 2
             for observer in self.observers:
                 observer.on_relevance(chunk, probs, relevance_probs)
             del probs
@@ -182,18 +200,12 @@ class Attention(Rule):
                 s_scores = (relevance_probs / scores.add_(1e-9)).masked_fill_(zero, 0.0)
             else:
                 s_scores = safe_divide(relevance_probs, scores)
-            query_relevance.append(chunk.query * (s_scores @ keys) / 2)
-            key_share = _accumulate(key_share, s_scores.transpose(-1, -2) @ chunk.query, chunk)
+            query_relevance.append(chunk.query * per_head(s_scores, keys, groups) / 2)
+            key_share = _accumulate(key_share, summed_over_heads(s_scores, chunk.query, groups), chunk)
         relevance_query = torch.cat(query_relevance, dim=-2) if len(query_relevance) > 1 else query_relevance[0]
         relevance_key = call.key * key_share / 2
         relevance_value = call.value * value_share / 2
-        return relevance_query, self._ungroup(relevance_key, key), self._ungroup(relevance_value, value)
-
-    def _ungroup(self, relevance: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-        if self.kv_groups == 1:
-            return sum_to(relevance, original.shape)
-        b, h, m, d = relevance.shape
-        return relevance.reshape(b, h // self.kv_groups, self.kv_groups, m, d).sum(2)
+        return relevance_query, sum_to(relevance_key, key.shape), sum_to(relevance_value, value.shape)
 
 
 def _accumulate(total: torch.Tensor | None, part: torch.Tensor, chunk: AttentionCall) -> torch.Tensor:
@@ -237,16 +249,11 @@ def scaled_dot_product_attention(function, state, observers, layer, args, kwargs
     if bound.get("dropout_p", 0.0):
         raise ValueError("attention dropout is active: call model.eval() or pass dropout_p=0 to explain it")
     groups = query.shape[-3] // key.shape[-3]
-    if groups > 1:
-        key_full = key.repeat_interleave(groups, dim=-3)
-        value_full = value.repeat_interleave(groups, dim=-3)
-    else:
-        key_full, value_full = key, value
     scale = bound.get("scale") or query.shape[-1] ** -0.5
     mask = additive_mask(bound.get("attn_mask"), query.dtype, query.device)
-    call = AttentionCall(layer, query, key_full, value_full, scale, mask, causal=bool(bound.get("is_causal", False)))
-    output = call.probabilities() @ value_full if explicit else function(*args, **kwargs)
+    call = AttentionCall(layer, query, key, value, scale, mask, causal=bool(bound.get("is_causal", False)), groups=groups)
+    output = per_head(call.probabilities(), value, groups) if explicit else function(*args, **kwargs)
     for observer in observers if announce else ():
         observer.on_forward(call)
-    rule = Attention(call, state, observers, groups)
+    rule = Attention(call, state, observers)
     return _AttentionNode.apply(rule, output, query, key, value), call

@@ -46,6 +46,10 @@ def per_sample_sum(tensor: torch.Tensor) -> torch.Tensor:
 class Rule:
     """A relevance rule: maps the relevance of an output to one relevance per tensor input."""
 
+    # False for rules that read only their inputs' shapes: the graph then keeps no values for them,
+    # which frees e.g. a rotary embedding's intermediate products as soon as the forward is done.
+    needs_values = True
+
     def relevance(self, relevance: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         raise NotImplementedError
 
@@ -55,15 +59,19 @@ class _RuleNode(torch.autograd.Function):
     def forward(ctx, rule: Rule, state: PassState, output: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         ctx.rule = rule
         ctx.state = state
-        ctx.save_for_backward(*inputs)
+        ctx.count = len(inputs)
+        if rule.needs_values:
+            ctx.save_for_backward(*inputs)
+        else:
+            ctx.placeholders = [torch.empty(x.shape, dtype=x.dtype, device="meta") for x in inputs]
         return output
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        no_inputs = (None,) * len(ctx.saved_tensors)
         if ctx.state.current is Pass.GRADIENT:
-            return (None, None, grad, *no_inputs)
-        shares = ctx.rule.relevance(grad, *ctx.saved_tensors)
+            return (None, None, grad) + (None,) * ctx.count
+        inputs = ctx.saved_tensors if ctx.rule.needs_values else ctx.placeholders
+        shares = ctx.rule.relevance(grad, *inputs)
         return (None, None, None, *shares)
 
 

@@ -11,6 +11,8 @@ class Identity(Rule):
     """Relevance passes unchanged: LayerNorm, RMSNorm, GELU, SiLU, softmax, dropout, tanh, negation,
     and multiplication by a constant (the basic rule gives x * c * R / (x c) = R)."""
 
+    needs_values = False
+
     def relevance(self, relevance, x):
         return (sum_to(relevance, x.shape),)
 
@@ -46,6 +48,8 @@ class Sum(Rule):
 class FirstOperand(Rule):
     """A rotary position embedding q cos + rotate_half(q) sin: a rotation within each position, which
     carries relevance through unchanged per position and feature (all of it via the first term)."""
+
+    needs_values = False
 
     def relevance(self, relevance, a, b):
         return sum_to(relevance, a.shape), None
