@@ -10,6 +10,10 @@ planted into every negative ("reversed"), and with the training distribution ("p
 ``--penalty-mode removal`` guides with integrated gradients of the token from the input with it
 masked (about its removal effect on the class margin); ``--insert-penalised`` also penalises it
 inserted into the batch's other sentences; ``--finetune-seed`` repeats (b) and (c) on the same (a).
+``--penalty-mode deletion`` penalises the exact change of the margin when the token is deleted (the
+[MASK] baseline of "removal" can be gamed: a "[MASK] reversed" test split shows it). ``--clean-reference``
+adds the model trained like (a) with nothing planted, so the accuracy lost to the shortcut and the share
+each model recovers are measured; ``--eval-every`` records learning curves.
 
 Part 2 (``--eraser``): ERASER Movie Reviews; (i) cross-entropy only vs (ii) plus the rationale term on
 a fraction of the training reviews; accuracy and token-F1 of the maps against the human rationales of
