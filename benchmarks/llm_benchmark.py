@@ -18,6 +18,9 @@ answer token explained with transformer_attribution: ``answer_batched`` (one for
 backward for all T), ``answer_loop`` (one forward, T backwards) and ``answer_separate`` (T calls of
 ``relevancy.attribute``, each with its own forward).
 
+``--live`` measures instead the peak of torch's live allocations (profiler), free of the
+allocator's fragmentation, which blurs the resident-set figures by a few hundred MB.
+
 Usage:
     python benchmarks/llm_benchmark.py --threads 1                                  # llama100m, 512..4096
     python benchmarks/llm_benchmark.py --model smollm2 --lengths 128 256 512 --threads 1
@@ -118,9 +121,26 @@ def make_call(model, call: str, length: int, answer_tokens: int):
     return lambda: relevancy.attribute(model, inputs, call)
 
 
-def run_case(model_name: str, call: str, length: int, answer_tokens: int, repeats: int) -> dict:
+def live_peak_mb(function) -> float:
+    """Largest total of torch's live CPU allocations during ``function()``, from the profiler's
+    allocation events: the memory the computation needs, free of the allocator's fragmentation."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        function()
+    events = sorted((e.start_ns(), e.nbytes()) for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, change in events:
+        live += change
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def run_case(model_name: str, call: str, length: int, answer_tokens: int, repeats: int, live: bool = False) -> dict:
     model = build_model(model_name)
     function = make_call(model, call, length, answer_tokens)
+    if live:
+        return {"live_mb": live_peak_mb(function)}
     resident = rss_mb()
     reset_peak_rss()
     baseline = max_rss_mb()
@@ -139,7 +159,7 @@ def run_case(model_name: str, call: str, length: int, answer_tokens: int, repeat
 
 def measure(args, call: str, length: int, repeats: int) -> dict:
     command = [sys.executable, __file__, "--one", f"{call}:{length}", "--model", args.model, "--repeats", str(repeats),
-               "--threads", str(args.threads), "--answer-tokens", str(args.answer_tokens)]
+               "--threads", str(args.threads), "--answer-tokens", str(args.answer_tokens)] + (["--live"] if args.live else [])
     done = subprocess.run(command, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -171,30 +191,74 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default results/llm_benchmark[_smollm2].md)")
+    parser.add_argument("--live", action="store_true",
+                        help="measure the peak of torch's live allocations (profiler) instead of time and resident memory")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
         call, length = args.one.split(":")
-        print(json.dumps(run_case(args.model, call, int(length), args.answer_tokens, args.repeats)))
+        print(json.dumps(run_case(args.model, call, int(length), args.answer_tokens, args.repeats, args.live)))
         return
 
     results: dict[tuple[str, int], dict] = {}
     answer_plan = ("forward_answer", "forward_backward_answer") + ANSWER_CALLS
     plan = [(call, args.answer_prompt) for call in answer_plan] if args.answer_prompt else []
     plan += [(call, n) for n in args.lengths for call in LENGTH_CALLS]
-    out = args.out or RESULTS / ("llm_benchmark.md" if args.model == "llama100m" else f"llm_benchmark_{args.model}.md")
+    suffix = ("" if args.model == "llama100m" else f"_{args.model}") + ("_live" if args.live else "")
+    out = args.out or RESULTS / f"llm_benchmark{suffix}.md"
+    if args.live:
+        plan = [(call, n) for call, n in plan if call in LENGTH_CALLS]
     for call, n in plan:
         repeats = 0 if n >= args.long_from else args.repeats
         measured_call = call.removesuffix("_answer")
         length = n + args.answer_tokens if call.endswith("_answer") else n
         result = measure(args, measured_call, length, repeats)
         results[(call, n)] = result
-        print(f"{call:26s} n={n:5d}  " + (result.get("error") or f"{result['seconds']:8.2f} s  {result['memory_mb']:8.0f} MB"),
-              flush=True)
-        write_report(args, results, out, done=len(results) == len(plan))
+        shown = f"{result['live_mb']:8.0f} MB live" if "live_mb" in result else f"{result.get('seconds', 0):8.2f} s  {result.get('memory_mb', 0):8.0f} MB"
+        print(f"{call:26s} n={n:5d}  " + (result.get("error") or shown), flush=True)
+        (write_live_report if args.live else write_report)(args, results, out, done=len(results) == len(plan))
     print(out.read_text())
     print(f"written: {out}")
+
+
+def write_live_report(args, results: dict, out: Path, done: bool) -> None:
+    """The table of live-allocation peaks (``--live``), as ratios to forward+backward."""
+    lines = [
+        f"# LLM benchmark: {args.model}, peak of live tensor memory",
+        "",
+        f"{datetime.date.today()} · {cpu_model()} · torch {torch.__version__} · {args.threads} thread(s) · "
+        f"`python benchmarks/llm_benchmark.py {' '.join(sys.argv[1:])}`",
+        "",
+        "" if done else "**Partial: the run was stopped before every case was measured.**",
+        "",
+        "Memory: the largest total of torch's live CPU allocations during the call (profiler allocation events), "
+        "which the allocator's fragmentation does not blur. Each call in a fresh process.",
+        "",
+        "| tokens | call | peak live MB | × fwd+bwd | MB per token |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for n in args.lengths:
+        reference = results.get(("forward_backward", n), {}).get("live_mb")
+        for call in LENGTH_CALLS:
+            r = results.get((call, n))
+            if r is None:
+                continue
+            if "error" in r:
+                lines.append(f"| {n} | {call} | error: {r['error']} | | |")
+                continue
+            m = r["live_mb"]
+            lines.append(f"| {n} | {call} | {m:.0f} | {fmt(m / reference if reference else None)} | {m / n:.3f} |")
+    lines += ["", "Growth (log-log slope over the lengths above) and marginal cost (MB per extra token, first to last length):",
+              "", "| call | memory exponent | MB per extra token |", "|---|---:|---:|"]
+    first, last = args.lengths[0], args.lengths[-1]
+    for call in LENGTH_CALLS:
+        m = slope([(n, results.get((call, n), {}).get("live_mb")) for n in args.lengths])
+        a, b = results.get((call, first), {}).get("live_mb"), results.get((call, last), {}).get("live_mb")
+        marginal = (b - a) / (last - first) if a and b and last > first else None
+        lines.append(f"| {call} | {fmt(m)} | {fmt(marginal, '.3f')} |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
 
 
 def write_report(args, results: dict, out: Path, done: bool) -> None:
