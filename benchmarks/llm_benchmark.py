@@ -222,19 +222,27 @@ def main() -> None:
     print(f"written: {out}")
 
 
-def write_live_report(args, results: dict, out: Path, done: bool) -> None:
-    """The table of live-allocation peaks (``--live``), as ratios to forward+backward."""
-    lines = [
-        f"# LLM benchmark: {args.model}, peak of live tensor memory",
+def report_header(args, done: bool, title: str, protocol: str) -> list[str]:
+    return [
+        title,
         "",
         f"{datetime.date.today()} · {cpu_model()} · torch {torch.__version__} · {args.threads} thread(s) · "
         f"`python benchmarks/llm_benchmark.py {' '.join(sys.argv[1:])}`",
         "",
         "" if done else "**Partial: the run was stopped before every case was measured.**",
         "",
+        protocol,
+        "",
+    ]
+
+
+def write_live_report(args, results: dict, out: Path, done: bool) -> None:
+    """The table of live-allocation peaks (``--live``), as ratios to forward+backward."""
+    lines = report_header(
+        args, done, f"# LLM benchmark: {args.model}, peak of live tensor memory",
         "Memory: the largest total of torch's live CPU allocations during the call (profiler allocation events), "
         "which the allocator's fragmentation does not blur. Each call in a fresh process.",
-        "",
+    ) + [
         "| tokens | call | peak live MB | × fwd+bwd | MB per token |",
         "|---:|---|---:|---:|---:|",
     ]
@@ -263,17 +271,11 @@ def write_live_report(args, results: dict, out: Path, done: bool) -> None:
 
 def write_report(args, results: dict, out: Path, done: bool) -> None:
     """The markdown table of what is measured so far (rewritten after every case)."""
-    lines = [
-        f"# LLM benchmark: {args.model}",
-        "",
-        f"{datetime.date.today()} · {cpu_model()} · torch {torch.__version__} · {args.threads} thread(s) · "
-        f"`python benchmarks/llm_benchmark.py {' '.join(sys.argv[1:])}`",
-        "",
-        "" if done else "**Partial: the run was stopped before every case was measured.**",
-        "",
+    lines = report_header(
+        args, done, f"# LLM benchmark: {args.model}",
         "Time: median of the repeated calls (lengths ≥ --long-from: the first call). Memory: ru_maxrss "
         "high-water mark during the first call minus before it (resident set of the process).",
-        "",
+    ) + [
         "| tokens | call | seconds | × fwd+bwd time | peak MB | × fwd+bwd memory |",
         "|---:|---|---:|---:|---:|---:|",
     ]
