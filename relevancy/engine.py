@@ -56,6 +56,7 @@ class Run:
         self.checkpoint = checkpoint  # keep no block's graph: each backward pass recomputes blocks one at a time
         self._block_inputs: list[tuple[tuple, dict, int]] = []  # checkpointing: (args, kwargs, first attention call)
         self._grad_outputs: dict[int, torch.Tensor] = {}  # checkpointing: each attention layer's dO, kept between passes
+        self._grad_mode = True  # checkpointing: grad mode to restore after a block run without a graph
         self.structure = structure
         self.inputs = inputs
         self.target = target
@@ -83,7 +84,8 @@ class Run:
         """Run the model; ``input_transform`` maps the input leaf (embeddings or pixels) first.
 
         Without a transform the forward is done once per Run: later calls (another target, see
-        ``retarget``) reuse its graph and replay its attention calls to new observers."""
+        ``retarget``) reuse its graph and replay its attention calls to new observers (with
+        checkpointing, which keeps neither, they run it again)."""
         structure, scope = self.structure, self.scope
         if input_transform is None and self._forwarded and not self.checkpoint:
             for call in scope.dispatcher.calls:
@@ -284,11 +286,13 @@ class Run:
         Returns the gradient or relevance at that point."""
         blocks = len(self.structure.blocks)
         key = {"readout": blocks, "blocks": 0, "input": 0}.get(to, to)
-        if self.checkpoint and key not in (0, blocks):  # an inner block's input exists once it is recomputed
-            key = 0 if 0 <= key < blocks else key
-        if key not in self._boundary_tensors:
+        sweep = self.checkpoint and key != blocks  # checkpointed: the blocks below the top are recomputed
+        if sweep:
+            reached = 0 in self._boundary_tensors and key in range(blocks)
+        else:
+            reached = key in self._boundary_tensors
+        if not reached:
             raise RuntimeError(f"the model's blocks were not reached with the explained input (boundary {key})")
-        destination = self.input_leaf if to == "input" else self._boundary_tensors[key]
         self.scope.set_pass(pass_)
         if self._head is None:
             start, start_grad = self.logits, self.seed
@@ -302,13 +306,14 @@ class Run:
                 start_grad = seed @ rows
             else:
                 (start_grad, _) = self.scope.dispatcher.linear_rule.relevance(seed, start, rows)
-        if self.checkpoint and to != "readout":
+        if sweep:
             with torch.enable_grad():
                 (top,) = torch.autograd.grad(start, self._boundary_tensors[blocks], grad_outputs=start_grad, retain_graph=True)
-            result = self._sweep_blocks(pass_, top, to if isinstance(to, int) else 0)
+            result = self._sweep_blocks(pass_, top, key)
             if to != "input":
                 return result
             start, start_grad = self._boundary_tensors[0], result
+        destination = self.input_leaf if to == "input" else self._boundary_tensors[key]
         with torch.enable_grad():
             (result,) = torch.autograd.grad(
                 start,

@@ -78,3 +78,27 @@ def test_checkpointing_cannot_give_a_differentiable_map():
     model, inputs = _model_and_inputs("bert")
     with pytest.raises(ValueError, match="checkpoint=True cannot give a differentiable map"):
         relevancy.attribute(model, inputs, "transformer_attribution", differentiable=True, checkpoint=True)
+
+
+@pytest.mark.parametrize("stop", ["blocks", 1, "input"])
+def test_checkpointed_boundaries_equal_plain_boundaries(stop):
+    from relevancy.adapters.structure import describe
+    from relevancy.engine import Run
+    from relevancy.rules.base import Pass
+    from relevancy.tracing import RelevanceScope
+
+    model = build_llm("llama", dtype=torch.float64)
+    found = []
+    for checkpoint in (False, True):
+        with RelevanceScope(model) as scope:
+            run = Run(model, describe(model), {"input_ids": IDS}, TokenAt(7, -1), scope, checkpoint=checkpoint)
+            run.forward()
+            reached = [run.backward(pass_, to=stop) for pass_ in (Pass.GRADIENT, Pass.RELEVANCE)]
+            found.append((reached, run.boundaries))
+    (plain, plain_boundaries), (checkpointed, checkpointed_boundaries) = found
+    for left, right in zip(checkpointed, plain):
+        torch.testing.assert_close(left, right, rtol=1e-10, atol=1e-13)
+    for pass_ in (Pass.GRADIENT, Pass.RELEVANCE):
+        assert checkpointed_boundaries[pass_].keys() == plain_boundaries[pass_].keys()
+        for index, value in plain_boundaries[pass_].items():
+            torch.testing.assert_close(checkpointed_boundaries[pass_][index], value, rtol=1e-10, atol=1e-13)
