@@ -579,10 +579,10 @@ def _curves(models: dict) -> list[str]:
 
 def _seed_summary(models: dict, settings: dict) -> list[str]:
     """Mean ± sd over fine-tuning seeds of each (b) / (c) configuration run with two seeds or more, and the
-    paired difference (c) − (b) over the seeds both have (mean ± sd of the per-seed differences)."""
+    paired differences (c) − (b) and (c) − (b') over the seeds both have (mean ± sd of the per-seed differences)."""
     groups: dict[str, dict[int, dict]] = {}
     for name, row in models.items():
-        match = re.match(r"^\((b|c)\) \+ .*", name)
+        match = re.match(r"^\((b|b'|c)\) \+ .*", name)
         if match:
             seed = re.search(r", seed (\d+)", name)
             groups.setdefault(re.sub(r", seed \d+", "", name), {})[int(seed.group(1)) if seed else settings["seed"]] = row
@@ -596,20 +596,22 @@ def _seed_summary(models: dict, settings: dict) -> list[str]:
         return f"{mean:.3f} ± {sd:.3f}"
 
     lines = [
-        "", "Over fine-tuning seeds (mean ± sd; the paired difference is (c) − (b) per seed, then mean ± sd):", "",
-        "| configuration | seeds | absent | reversed | planted | paired (c) − (b) absent | paired (c) − (b) reversed |",
+        "", "Over fine-tuning seeds (mean ± sd; a paired difference is taken per seed, then mean ± sd; (b') is (b) on "
+        "the training set with the token inserted into every sentence):", "",
+        "| configuration | seeds | absent | reversed | planted | paired (c) − (b) absent / reversed "
+        "| paired (c) − (b') absent / reversed |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, seeds in groups.items():
-        paired = ["-", "-"]
+        paired = []
         plain = re.match(r"^\(c\) \+ (.*?), penalty weight", name)
-        baseline = groups.get(f"(b) + {plain.group(1)}, cross-entropy") if plain else None
-        if baseline:
-            common = sorted(seeds.keys() & baseline.keys())
-            paired = [
-                spread([seeds[s][f"accuracy_{split}"] - baseline[s][f"accuracy_{split}"] for s in common]) + f" (n={len(common)})"
+        for baseline_name in ("(b) + {}, cross-entropy", "(b') + {}, cross-entropy, token inserted into every training sentence"):
+            baseline = groups.get(baseline_name.format(plain.group(1))) if plain else None
+            common = sorted(seeds.keys() & baseline.keys()) if baseline else []
+            paired.append(" / ".join(
+                spread([seeds[s][f"accuracy_{split}"] - baseline[s][f"accuracy_{split}"] for s in common])
                 for split in ("absent", "reversed")
-            ]
+            ) + f" (n={len(common)})" if len(common) > 1 else "-")
         cells = [spread([row[f"accuracy_{split}"] for row in seeds.values()]) for split in ("absent", "reversed", "planted")]
         lines.append(f"| {name} | {', '.join(map(str, sorted(seeds)))} | " + " | ".join(cells + paired) + " |")
     return lines
