@@ -63,6 +63,13 @@ def test_integrated_gradients_from_a_masked_baseline_sum_to_the_removal_effect(s
         relevancy.attribute(model, inputs, IntegratedGradients(2, baseline_ids=baseline[:, :2]), 1)
 
 
+def assert_squared_effect(penalty, effect, rel):
+    """The penalty is the mean squared effect over the texts with the planted token (not the third)."""
+    expected = effect[:2].pow(2).mean()
+    assert expected > 1e-4
+    assert penalty.item() == pytest.approx(expected.item(), rel=rel)
+
+
 def test_removal_penalty_is_the_squared_removal_effect_on_the_margin(setup):
     model, tokenizer, ids = setup
     data = batch(tokenizer, rationales=False)
@@ -71,9 +78,7 @@ def test_removal_penalty_is_the_squared_removal_effect_on_the_margin(setup):
     planted = inputs["input_ids"] == ids[0]
     removed = {**inputs, "input_ids": inputs["input_ids"].masked_fill(planted, tokenizer.mask_token_id)}
     effect = margin(model, inputs, data["labels"]) - margin(model, removed, data["labels"])
-    expected = effect[:2].pow(2).mean()  # the third text has no planted token
-    assert expected > 1e-4
-    assert loss.penalty.item() == pytest.approx(expected.item(), rel=1e-2)
+    assert_squared_effect(loss.penalty, effect, rel=1e-2)
 
 
 def test_removal_gradient_matches_finite_differences(setup):
@@ -173,9 +178,7 @@ def test_deletion_penalty_is_the_squared_margin_change_without_the_token(setup):
     without = tokenizer(texts, padding=True, return_tensors="pt")
     labels = data["labels"]
     effect = margin(model, inputs_of(data), labels) - margin(model, inputs_of(without), labels)
-    expected = effect[:2].pow(2).mean()  # the third text has no planted token
-    assert expected > 1e-4
-    assert loss.penalty.item() == pytest.approx(expected.item(), rel=1e-9)
+    assert_squared_effect(loss.penalty, effect, rel=1e-9)
 
 
 def test_deletion_gradient_matches_finite_differences(setup):
