@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .adapters.outputs import model_logits
 from .adapters.structure import ModelStructure, describe
 from .rules.base import Pass
 from .targets import Target, as_target
@@ -130,7 +131,7 @@ class Run:
         finally:
             for handle in handles:
                 handle.remove()
-        logits = output.logits if hasattr(output, "logits") else output
+        logits = model_logits(output)
         if not isinstance(logits, torch.Tensor):
             raise TypeError(
                 f"{type(self.model).__name__} returns no logits: relevancy explains models with a prediction head "
@@ -175,13 +176,12 @@ class Run:
 
     # -- checkpointing: blocks run without a graph, and are recomputed one at a time per backward --
     def _enter_unrecorded_block(self, block, args, kwargs):
-        hidden = args[0] if args else kwargs["hidden_states"]
+        hidden = _hidden_states(args, kwargs)
         if not self._block_inputs:
             self._boundary_tensors[0] = hidden  # the graph below the blocks (embeddings) is kept
         with self.scope.paused():
             kept = self.scope.dispatcher.mark(hidden.detach())
-        args, kwargs = ((kept,) + tuple(args[1:]), dict(kwargs)) if args else (args, dict(kwargs, hidden_states=kept))
-        self._block_inputs.append((args, kwargs, len(self.scope.dispatcher.calls)))
+        self._block_inputs.append((*_with_hidden_states(args, kwargs, kept), len(self.scope.dispatcher.calls)))
         self._grad_mode = torch.is_grad_enabled()
         torch.set_grad_enabled(False)
 
@@ -201,9 +201,8 @@ class Run:
     def _recompute_block(self, index: int) -> tuple[torch.Tensor, torch.Tensor, list]:
         """Block ``index`` again, with a graph: (input leaf, output, its attention calls)."""
         args, kwargs, first_call = self._block_inputs[index]
-        hidden = args[0] if args else kwargs["hidden_states"]
-        leaf = self.scope.dispatcher.mark(hidden.detach().requires_grad_(True))
-        args, kwargs = ((leaf,) + args[1:], kwargs) if args else (args, dict(kwargs, hidden_states=leaf))
+        leaf = self.scope.dispatcher.mark(_hidden_states(args, kwargs).detach().requires_grad_(True))
+        args, kwargs = _with_hidden_states(args, kwargs, leaf)
         dispatcher = self.scope.dispatcher
         with dispatcher.replay(first_call), torch.enable_grad(), self.scope.tracing():
             output = self.structure.blocks[index](*args, **kwargs)
@@ -237,17 +236,11 @@ class Run:
             return
         self._boundary_tensors[index] = tensor
 
-        def record(grad):
-            pass_ = self.scope.current_pass
-            self.boundaries[pass_][index] = grad.sum(-1)
-            if pass_ is Pass.GRADIENT and index == len(self.structure.blocks):
-                self._readout_magnitude = grad.detach().abs().sum(-1)
-
-        tensor.register_hook(record)
+        tensor.register_hook(lambda grad: self._record_boundary(self.scope.current_pass, index, grad))
 
     def _tap_block_input(self, index: int):
         def hook(module, args, kwargs):
-            self._tap(index, args[0] if args else kwargs.get("hidden_states"))
+            self._tap(index, _hidden_states(args, kwargs))
 
         return hook
 
@@ -349,6 +342,16 @@ class Run:
             self.backward(Pass.GRADIENT, to="readout")
         weights = self._readout_magnitude
         return weights / weights.sum(-1, keepdim=True).clamp_min(1e-30)
+
+
+def _hidden_states(args: tuple, kwargs: dict):
+    """A block's hidden-state input, passed positionally or as ``hidden_states=``."""
+    return args[0] if args else kwargs.get("hidden_states")
+
+
+def _with_hidden_states(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[tuple, dict]:
+    """A block's arguments with ``hidden`` in place of its hidden-state input."""
+    return ((hidden, *args[1:]), dict(kwargs)) if args else (args, dict(kwargs, hidden_states=hidden))
 
 
 def explained_classes(run: Run) -> torch.Tensor | None:

@@ -6,7 +6,6 @@ is already in ``documents.jsonl`` are skipped, and a half-written last line is d
 
 from __future__ import annotations
 
-import contextlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..adapters.outputs import evaluating, model_logits
 from ..adapters.structure import describe
 from ..engine import attribute
 from ..methods import get_method
@@ -289,7 +289,7 @@ def measure_shortcuts(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     probabilities = []
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         batches = range(0, len(flat), settings.batch_size)
         for start in tqdm(batches, desc="shortcuts", unit="batch", disable=not progress):
             chunk = [job for _, job in flat[start : start + settings.batch_size]]
@@ -299,8 +299,7 @@ def measure_shortcuts(
             for row, job in enumerate(chunk):
                 ids[row, : len(job[1])] = torch.tensor(job[1])
                 attention[row, : len(job[1])] = 1
-            output = model(input_ids=ids.to(device), attention_mask=attention.to(device))
-            logits = output.logits if hasattr(output, "logits") else output
+            logits = model_logits(model(input_ids=ids.to(device), attention_mask=attention.to(device)))
             probabilities.extend(torch.softmax(logits.float(), -1).cpu().tolist())
     results = []
     cursor = 0
@@ -329,18 +328,6 @@ def measure_shortcuts(
         )
     results.sort(key=lambda r: (-r.affected, -r.mean_drop, r.item))
     return results
-
-
-@contextlib.contextmanager
-def _evaluating(model):
-    """Eval mode for plain forwards (no dropout), the model's own modes restored afterwards."""
-    modes = [m.training for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in zip(model.modules(), modes):
-            module.training = mode
 
 
 def _max_length(model, tokenizer) -> int:

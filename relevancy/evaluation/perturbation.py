@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..adapters.outputs import model_logits
 from .metrics import ERASER_BINS, PERTURBATION_FRACTIONS, comprehensiveness, ranking, sufficiency, top_fraction_count
 
 
@@ -110,8 +111,7 @@ def removal_masks(scores: torch.Tensor, removable: torch.Tensor, counts: Sequenc
 def predict(model, inputs: dict) -> torch.Tensor:
     """The model's logits (on the CPU, float) for inputs built on the CPU."""
     device = next(model.parameters(), torch.empty(0)).device
-    output = model(**{name: value.to(device) for name, value in inputs.items()})
-    return (output.logits if hasattr(output, "logits") else output).float().cpu()
+    return model_logits(model(**{name: value.to(device) for name, value in inputs.items()})).float().cpu()
 
 
 @dataclass

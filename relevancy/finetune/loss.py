@@ -26,7 +26,6 @@ test without the token measures (two eval-mode forwards, no baseline to game).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adapters.outputs import evaluating, model_logits
 from ..adapters.structure import describe
 from ..engine import attribute
 from ..methods import get_method
@@ -151,8 +151,7 @@ class RelevanceLoss(nn.Module):
         if labels is None and (self.target == "label" or self.weights["classification_weight"] > 0):
             raise ValueError("the batch has no 'labels': the cross-entropy and the explained class need them")
         w = self.weights
-        output = model(**inputs)
-        logits = output.logits if hasattr(output, "logits") else output
+        logits = model_logits(model(**inputs))
         zero = logits.new_zeros(())
         classification = F.cross_entropy(logits, labels) if labels is not None else zero
         penalty = rationale = foreground = background = zero
@@ -202,9 +201,9 @@ class RelevanceLoss(nn.Module):
         if self.insert_penalised:
             inputs, mask = _insert(inputs, mask, self.penalised_ids[0])
         if self.penalty_mode == "deletion":
-            with _eval_mode(model):  # as the maps: no dropout, so the two forwards differ only by the tokens
-                full, deleted = (model(**x) for x in (inputs, _delete(inputs, mask)))
-            effect = margin(_logits(full)) - margin(_logits(deleted))
+            with evaluating(model):  # as the maps: no dropout, so the two forwards differ only by the tokens
+                full, deleted = (model_logits(model(**x)) for x in (inputs, _delete(inputs, mask)))
+            effect = margin(full) - margin(deleted)
             scores = mask * (effect / mask.sum(-1).clamp_min(1))[:, None]
             return scores, _mean_over_marked(effect**2, mask)
         baseline = inputs["input_ids"].masked_fill(mask, self.removal_id)
@@ -242,34 +241,25 @@ class RelevanceLoss(nn.Module):
         return foreground, background
 
 
-@contextmanager
-def _eval_mode(model: nn.Module):
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.train(mode)
-
-
-def _logits(output) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output
-
-
 def _delete(inputs: dict, mask: torch.Tensor) -> dict:
     """``inputs`` with the marked positions deleted: each row closes up to the left and is padded
     at the end (attention mask 0, every other input 0), so positions shift as in a text without them."""
-    ids = inputs["input_ids"]
-    odd = [key for key, value in inputs.items() if not isinstance(value, torch.Tensor) or value.shape != ids.shape]
-    if odd:
-        raise ValueError(f"penalty_mode='deletion' needs inputs shaped like input_ids; {', '.join(odd)} are not")
+    ids = _token_shaped(inputs, "penalty_mode='deletion'")
     inputs = {**inputs, "attention_mask": inputs.get("attention_mask", torch.ones_like(ids))}
     kept = ~mask
     # a stable sort puts the kept positions first, in their order
     order = torch.sort((~kept).to(torch.int8), dim=-1, stable=True).indices
     valid = torch.arange(ids.shape[1], device=ids.device)[None] < kept.sum(-1, keepdim=True)
     return {key: value.gather(-1, order) * valid.to(value.dtype) for key, value in inputs.items()}
+
+
+def _token_shaped(inputs: dict, option: str) -> torch.Tensor:
+    """``input_ids``, after checking that every input is a tensor shaped like it (they are edited per token)."""
+    ids = inputs["input_ids"]
+    odd = [key for key, value in inputs.items() if not isinstance(value, torch.Tensor) or value.shape != ids.shape]
+    if odd:
+        raise ValueError(f"{option} needs inputs shaped like input_ids; {', '.join(odd)} are not")
+    return ids
 
 
 def _mean_over_marked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -284,11 +274,8 @@ def _insert(inputs: dict, mask: torch.Tensor, token: int) -> tuple[dict, torch.T
     """``inputs`` one column wider, with ``token`` inserted at a random position (after the first
     token, up to the last attended one) in each row that ``mask`` marks nowhere; the new mask marks
     the inserted tokens and the ones already there."""
-    ids = inputs["input_ids"]
+    ids = _token_shaped(inputs, "insert_penalised")
     rows = ids.shape[0]
-    odd = [key for key, value in inputs.items() if not isinstance(value, torch.Tensor) or value.shape != ids.shape]
-    if odd:
-        raise ValueError(f"insert_penalised needs inputs shaped like input_ids; {', '.join(odd)} are not")
     lengths = inputs.get("attention_mask", torch.ones_like(ids)).sum(-1)
     wide = {key: torch.cat([value, torch.zeros_like(value[:, :1])], 1) for key, value in inputs.items()}
     new_mask = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
