@@ -236,6 +236,20 @@ def report_header(args, done: bool, title: str, protocol: str) -> list[str]:
     ]
 
 
+def length_rows(args, results: dict, columns: int, cells) -> list[str]:
+    """One table row per (length, call) measured so far: ``cells(n, result, forward_backward_result)``
+    fills the ``columns`` value columns, or the row reports the call's error."""
+    rows = []
+    for n in args.lengths:
+        reference = results.get(("forward_backward", n), {})
+        for call in LENGTH_CALLS:
+            r = results.get((call, n))
+            if r is not None:
+                values = f"error: {r['error']} |" + " |" * (columns - 1) if "error" in r else cells(n, r, reference) + " |"
+                rows.append(f"| {n} | {call} | {values}")
+    return rows
+
+
 def write_live_report(args, results: dict, out: Path, done: bool) -> None:
     """The table of live-allocation peaks (``--live``), as ratios to forward+backward."""
     lines = report_header(
@@ -246,17 +260,12 @@ def write_live_report(args, results: dict, out: Path, done: bool) -> None:
         "| tokens | call | peak live MB | × fwd+bwd | MB per token |",
         "|---:|---|---:|---:|---:|",
     ]
-    for n in args.lengths:
-        reference = results.get(("forward_backward", n), {}).get("live_mb")
-        for call in LENGTH_CALLS:
-            r = results.get((call, n))
-            if r is None:
-                continue
-            if "error" in r:
-                lines.append(f"| {n} | {call} | error: {r['error']} | | |")
-                continue
-            m = r["live_mb"]
-            lines.append(f"| {n} | {call} | {m:.0f} | {fmt(m / reference if reference else None)} | {m / n:.3f} |")
+
+    def cells(n, r, reference):
+        m, base = r["live_mb"], reference.get("live_mb")
+        return f"{m:.0f} | {fmt(m / base if base else None)} | {m / n:.3f}"
+
+    lines += length_rows(args, results, 3, cells)
     lines += ["", "Growth (log-log slope over the lengths above) and marginal cost (MB per extra token, first to last length):",
               "", "| call | memory exponent | MB per extra token |", "|---|---:|---:|"]
     first, last = args.lengths[0], args.lengths[-1]
@@ -279,20 +288,14 @@ def write_report(args, results: dict, out: Path, done: bool) -> None:
         "| tokens | call | seconds | × fwd+bwd time | peak MB | × fwd+bwd memory |",
         "|---:|---|---:|---:|---:|---:|",
     ]
-    for n in args.lengths:
-        reference = results.get(("forward_backward", n), {})
-        for call in LENGTH_CALLS:
-            if (call, n) not in results:
-                continue
-            r = results[(call, n)]
-            if "error" in r:
-                lines.append(f"| {n} | {call} | error: {r['error']} | | | |")
-                continue
-            t = r.get("seconds")
-            m = r.get("memory_mb")
-            rt = t / reference["seconds"] if t and reference.get("seconds") else None
-            rm = m / reference["memory_mb"] if m and reference.get("memory_mb") else None
-            lines.append(f"| {n} | {call} | {fmt(t)} | {fmt(rt)} | {fmt(m, '.0f')} | {fmt(rm)} |")
+
+    def cells(n, r, reference):
+        t, m = r.get("seconds"), r.get("memory_mb")
+        rt = t / reference["seconds"] if t and reference.get("seconds") else None
+        rm = m / reference["memory_mb"] if m and reference.get("memory_mb") else None
+        return f"{fmt(t)} | {fmt(rt)} | {fmt(m, '.0f')} | {fmt(rm)}"
+
+    lines += length_rows(args, results, 4, cells)
     lines += ["", "Growth exponents (log-log slope over the lengths above):", "",
               "| call | time exponent | memory exponent |", "|---|---:|---:|"]
     for call in LENGTH_CALLS:
