@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from ..errors import UnsupportedModelError
+
 COMMANDS = ("explain", "audit", "finetune", "evaluate")
 
 
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as error:
+    except (UnsupportedModelError, ValueError, TypeError, FileNotFoundError, OSError, ImportError) as error:
         print(f"relevancy {args.command}: error: {error}", file=sys.stderr)
         return 2
 
