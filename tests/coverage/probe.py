@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 import traceback
 import warnings
@@ -335,27 +336,33 @@ def conservation_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _expectation(record: dict) -> str:
+    kind = category(record)
+    if kind == "ok":
+        return "OK"
+    if kind == "refused":
+        message = record["status"].split(": ", 2)[-1]
+        operation = re.search(r"through `[^`]+`", message)
+        pinned = operation.group(0) if operation else message[:60].rsplit(" ", 1)[0]
+        return f"refused({record['error_type']!r}, {pinned!r})"
+    return f"xfail({(passes(record) or [record['status']])[0][:100]!r})"
+
+
 def suggest_expected(results: list[dict]) -> str:
-    """expected.py's table as the current code behaves: clear refusals pinned, everything wrong xfail."""
+    """expected.py's table as the current code behaves: clear refusals pinned, everything else that
+    is not fully right xfail; per family the most common expectation is the default ("*")."""
     lines = []
     for family in results:
-        entries = {}
-        for method, record in family["calls"].items():
-            kind = category(record)
-            if kind == "ok":
-                entries[method] = "OK"
-            elif kind == "refused":
-                message = record["status"].split(": ", 2)[-1]
-                entries[method] = f"refused({record['error_type']!r}, {message[:60]!r})"
-            else:
-                entries[method] = f"xfail({(passes(record) or [record['status']])[0][:90]!r})"
-        values = set(entries.values())
-        if len(values) == 1:
-            lines.append(f"    {family['family']!r}: {values.pop()},")
-        else:
-            lines.append(f"    {family['family']!r}: {{")
-            lines += [f"        {m!r}: {v}," for m, v in entries.items()]
-            lines.append("    },")
+        entries = {method: _expectation(record) for method, record in family["calls"].items()}
+        default = max(set(entries.values()), key=list(entries.values()).count)
+        others = {m: v for m, v in entries.items() if v != default}
+        if not others:
+            lines.append(f"    {family['family']!r}: {default},")
+            continue
+        lines.append(f"    {family['family']!r}: {{")
+        lines.append(f"        \"*\": {default},")
+        lines += [f"        {m!r}: {v}," for m, v in others.items()]
+        lines.append("    },")
     return "\n".join(lines)
 
 
@@ -366,6 +373,7 @@ def main(argv=None) -> None:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the details (default {DEFAULT_JSON})")
     parser.add_argument("--suggest-expected", action="store_true", help="print expected.py's table for the current code")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # tiny models: more threads only contend (10x slower on a busy machine)
     methods = tuple(args.method or METHODS)
     results = probe(args.family, methods)
     print(markdown(results, methods))

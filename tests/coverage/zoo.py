@@ -229,7 +229,7 @@ _image_classifier("levit", "Levit", size=64, image_size=64, hidden_sizes=[32, 48
                   num_labels=IMAGE_LABELS)
 _image_classifier("mobilevit", "MobileViT", image_size=32, patch_size=2, hidden_sizes=[16, 24, 32],
                   neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64], num_attention_heads=2, num_labels=IMAGE_LABELS)
-_image_classifier("convnext", "ConvNext", hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_labels=IMAGE_LABELS)
+_image_classifier("convnext", "ConvNext", image_size=32, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_labels=IMAGE_LABELS)
 _image_classifier("pvt", "Pvt", image_size=32, num_encoder_blocks=2, depths=[1, 1], sequence_reduction_ratios=[2, 1],
                   hidden_sizes=[16, 32], patch_sizes=[4, 2], strides=[4, 2], num_attention_heads=[1, 2],
                   mlp_ratios=[2, 2], num_labels=IMAGE_LABELS)
