@@ -204,6 +204,7 @@ def probe_call(model: nn.Module, inputs: dict, method: str, measure_conservation
     record["plain_logits_changed"] = not torch.equal(logits_before, logits_after)
     if attribution is not None:
         record["logits_difference"] = logits_difference(attribution.logits, logits_before)
+        record["logits_difference_after"] = logits_difference(attribution.logits, logits_after)
         record["status"] = "ok" if same_logits(attribution.logits, logits_before) else "WRONG-LOGITS"
         record["finite"] = bool(torch.isfinite(attribution.scores).all()) and bool(torch.isfinite(attribution.logits).all())
         record["scores_shape"] = list(attribution.scores.shape)
