@@ -17,6 +17,7 @@ from torch import nn
 
 from .adapters.outputs import model_logits
 from .adapters.structure import ModelStructure, describe
+from .errors import UnsupportedModelError
 from .rules.base import Pass
 from .targets import Target, as_target
 from .tracing import RelevanceScope
@@ -145,6 +146,35 @@ class Run:
             self._head = (head_seen["x"], head.weight)
         return logits
 
+    def attention_layers(self) -> int:
+        """The number of attention layers the forward ran (a layer module run twice counts twice),
+        checked to be what a rollout over token positions needs: one (tokens x tokens) map per
+        layer, over the same tokens in every layer."""
+        calls = [call for call in self.scope.dispatcher.calls if call is not None]
+        model = type(self.model).__name__
+        family = getattr(getattr(self.model, "config", None), "model_type", model)
+        if self.checkpoint:
+            return len(self.scope.dispatcher.calls)
+        if not calls:
+            raise UnsupportedModelError(
+                f"{family} ({model}): no attention map was observed in its forward. relevancy observes "
+                "torch's scaled_dot_product_attention and eager softmax(scores) @ values; this model computes "
+                "attention otherwise (or has none). Methods that need no attention maps: full_lrp, "
+                "input_x_gradient, integrated_gradients."
+            )
+        batch = self.logits.shape[0]
+        first = calls[0].map_shape
+        for call in calls:
+            if call.map_shape != first or call.map_shape[0] != batch or first[1] != first[2]:
+                raise UnsupportedModelError(
+                    f"{family} ({model}): attention layer {call.layer} has maps of shape (batch {call.map_shape[0]}, "
+                    f"{call.map_shape[1]} queries, {call.map_shape[2]} keys), layer 0 {first}, for a batch of {batch}: "
+                    "its attention is windowed, pooled or reduced, not one token x token map over the same tokens in "
+                    "every layer, so rolling attention out over token positions is undefined. Methods that need no "
+                    "attention maps: full_lrp, input_x_gradient, integrated_gradients."
+                )
+        return len(calls)
+
     def release(self) -> None:
         """Drop every reference into the forward's graph (hooks and rules point back here)."""
         self.logits = self.input_leaf = None
@@ -240,6 +270,14 @@ class Run:
 
     def _tap_block_input(self, index: int):
         def hook(module, args, kwargs):
+            if index in self._boundary_tensors:
+                model = self.model
+                family = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+                raise UnsupportedModelError(
+                    f"{family} ({type(model).__name__}): block module {index} ({type(module).__name__}) runs more "
+                    "than once per forward (layers sharing their parameters, as in ALBERT); relevancy needs one "
+                    "block module per layer to find the block boundaries"
+                )
             self._tap(index, _hidden_states(args, kwargs))
 
         return hook

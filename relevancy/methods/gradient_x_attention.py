@@ -29,4 +29,4 @@ class GradientXAttention(Method):
         run.scope.observers.append(fold)
         run.forward()
         run.backward(Pass.GRADIENT)
-        return fold.result(run.structure.num_layers), "tokens"
+        return fold.result(run.attention_layers()), "tokens"

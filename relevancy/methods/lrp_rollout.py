@@ -28,4 +28,4 @@ class LRPRollout(Method):
         run.forward()
         run.readout  # noqa: B018 - the rollout starts from the readout row, which needs the gradient
         run.backward(Pass.RELEVANCE)
-        return fold.result(run.structure.num_layers), "tokens"
+        return fold.result(run.attention_layers()), "tokens"

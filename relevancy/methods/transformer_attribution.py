@@ -35,4 +35,4 @@ class TransformerAttribution(Method):
         run.forward()
         run.backward(Pass.GRADIENT)
         run.backward(Pass.RELEVANCE)
-        return fold.result(run.structure.num_layers), "tokens"
+        return fold.result(run.attention_layers()), "tokens"

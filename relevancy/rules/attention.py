@@ -44,6 +44,11 @@ class AttentionCall:
     grad_output: torch.Tensor | None = field(default=None, repr=False)
 
     @property
+    def map_shape(self) -> tuple[int, int, int]:
+        """(batch, query rows, keys) of the whole layer's map."""
+        return self.query.shape[0], self.first_row + self.query.shape[-2], self.key.shape[-2]
+
+    @property
     def rows(self) -> slice:
         """The query rows of the whole layer that this call covers."""
         return slice(self.first_row, self.first_row + self.query.shape[-2])
@@ -276,6 +281,10 @@ class MapCall:
     @property
     def query(self) -> torch.Tensor:  # methods read its dtype and row count only
         return self.map
+
+    @property
+    def map_shape(self) -> tuple[int, int, int]:
+        return self.map.shape[0], self.map.shape[-2], self.map.shape[-1]
 
     @property
     def rows(self) -> slice:

@@ -259,12 +259,13 @@ class Dispatcher:
         if name in LINEAR_MAPS:
             x = args[0]
             return attach(LinearMap(lambda t: function(t, *args[1:], **kwargs)), state, output, x)
-        if name == "conv2d":
+        if name in ("conv1d", "conv2d"):
             x, weight, _, stride, padding, dilation, groups = _bind(
                 args, kwargs, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"), (None, 1, 0, 1, 1)
             )
             rule_type = ZBetaConv2d if getattr(x, "_relevancy_pixels", False) else AlphaBetaConv2d
-            return attach(rule_type(stride, padding, dilation, groups), state, output, x, weight)
+            dims = 1 if name == "conv1d" else 2
+            return attach(rule_type(stride, padding, dilation, groups, dims), state, output, x, weight)
         if name in ("sum", "mean"):
             x, dims, keepdim = _bind(args, kwargs, ("input", "dim", "keepdim"), (None, False))
             if isinstance(dims, int):
