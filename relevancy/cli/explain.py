@@ -28,12 +28,12 @@ def add_parser(subparsers) -> None:
         "input", nargs="?", default=None,
         help="the text to explain, the path of an image (image models), or - to read the text from standard input",
     )
-    parser.add_argument("--file", default=None, metavar="PATH", help="read the text to explain from this UTF-8 file")
+    parser.add_argument("--file", default=None, metavar="PATH", help="read the text to explain from this UTF-8 file (default: INPUT is the text)")
     parser.add_argument(
         "--literal", action="store_true", help="explain INPUT as text even when it looks like a file path",
     )
     parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
-    parser.add_argument("--method", default="transformer_attribution", choices=available())
+    parser.add_argument("--method", default="transformer_attribution", choices=available(), help="how relevance is computed")
     parser.add_argument("--target", default=None, help="class index, label name, or 'a vs b' (default: predicted class)")
     parser.add_argument("--start-layer", type=int, default=None, help="first block of the rollout (rollout methods; default: 0)")
     parser.add_argument(
