@@ -3,6 +3,7 @@ name the file and line, and one rule for rows without usable text, which are ski
 
 from __future__ import annotations
 
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ def read_utf8(path) -> str:
     data = path.read_bytes()
     source = "UTF-16" if data.startswith(_UTF16_MARKS) else "WINDOWS-1252"  # the usual encoding of such files
     converted = path.with_name(f"{path.stem}-utf8{path.suffix}")
-    fix = f"save it as UTF-8, e.g. iconv -f {source} -t UTF-8 {path} > {converted}"
+    fix = f"save it as UTF-8, e.g. iconv -f {source} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(str(converted))}"
     return decode_utf8(data, str(path), fix)
 
 

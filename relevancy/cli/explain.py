@@ -10,11 +10,9 @@ from pathlib import Path
 from ..methods import available
 
 FORMATS = ("html", "json", "png")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # a one-word input with one of these endings is taken for a file path, not for text to explain
-PATH_SUFFIXES = {
-    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-    ".txt", ".csv", ".tsv", ".json", ".jsonl", ".md", ".html", ".pdf",
-}
+PATH_SUFFIXES = IMAGE_SUFFIXES | {".txt", ".csv", ".tsv", ".json", ".jsonl", ".md", ".html", ".pdf"}
 
 
 def add_parser(subparsers) -> None:
@@ -130,6 +128,8 @@ def _read_input(args) -> tuple[str, str]:
         path = Path(args.file)
         if not path.is_file():
             raise FileNotFoundError(f"--file: no file at {path}")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise ValueError(f"--file reads text; give an image as INPUT: relevancy explain {path} --model IMAGE_MODEL")
         return read_utf8(path), path.stem
     if args.input is None:
         raise ValueError("nothing to explain: give the text (or an image path) as INPUT, --file PATH, or - for standard input")
@@ -161,9 +161,8 @@ def _refuse_path(text: str, model: str) -> None:
     if not exists and not (one_word and Path(candidate).suffix.lower() in PATH_SUFFIXES):
         return
     found = "that file exists" if exists else "no such file exists"
-    hint = "; to explain an image, give an image classifier with --model" if Path(candidate).suffix.lower() in (
-        ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"
-    ) else ""
+    image = Path(candidate).suffix.lower() in IMAGE_SUFFIXES
+    hint = "; to explain an image, give an image classifier with --model" if image else ""
     raise ValueError(
         f"{candidate!r} looks like a file path ({found}), but --model {model} explains text: to explain the text in "
         f"a file, use --file {candidate} or standard input (relevancy explain - < {candidate}); to explain these "

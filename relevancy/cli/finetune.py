@@ -60,6 +60,7 @@ def add_parser(subparsers) -> None:
 
 
 def guided_words(args) -> list[str]:
+    from ..data_checks import read_utf8
     from ..finetune import audit_words
 
     words = []
@@ -69,7 +70,7 @@ def guided_words(args) -> list[str]:
         path = Path(args.words_file)
         if not path.exists():
             raise FileNotFoundError(f"no word list at {path}")
-        words += path.read_text(encoding="utf-8").splitlines()
+        words += read_utf8(path).splitlines()
     if args.audit_json:
         words += audit_words(args.audit_json, [k.strip() for k in args.audit_flags.split(",") if k.strip()])
     return [w.strip() for w in words if w.strip()]

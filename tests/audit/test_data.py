@@ -98,6 +98,9 @@ def test_non_utf8_files_name_the_file_the_line_and_the_fix(tmp_path):
     (tmp_path / "c.csv").write_bytes("text,label\nbien,1\n".encode("utf-16"))
     with pytest.raises(ValueError, match=r"c\.csv is not UTF-8 text \(it is UTF-16.*iconv -f UTF-16"):
         load_texts(tmp_path / "c.csv")
+    (tmp_path / "my data.csv").write_bytes(b"text,label\ncaf\xe9,1\n")
+    with pytest.raises(ValueError, match=r"iconv -f WINDOWS-1252 -t UTF-8 '.*my data\.csv' > '.*my data-utf8\.csv'"):
+        load_texts(tmp_path / "my data.csv")  # the command can be pasted as it is
     (tmp_path / "d.csv").write_bytes("text,label\ncafé,1\n".encode("utf-8-sig"))  # Excel's "CSV UTF-8"
     assert [(e.text, e.label) for e in load_texts(tmp_path / "d.csv")] == [("café", 1)]
 

@@ -99,6 +99,10 @@ def test_text_from_a_file_standard_input_or_literally(cli, text_model, tmp_path,
     assert (out / "nothere-png-transformer_attribution-predicted.json").is_file()
     code, _, err = cli("explain", SENTENCE, "--file", notes, "--model", text_model)
     assert code == 2 and "either as INPUT or with --file" in err
+    picture = tmp_path / "picture.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(picture)
+    code, _, err = cli("explain", "--file", picture, "--model", text_model)
+    assert code == 2 and "--file reads text; give an image as INPUT" in err
 
 
 # -- item 8: one file per target, never overwritten ----------------------------------------------------------
@@ -137,3 +141,21 @@ def test_a_non_utf8_file_is_named_with_line_and_fix(cli, text_model, tmp_path):
     assert code == 2
     assert f"{notes} is not UTF-8 text (line 2: byte 0xe9 after 'the caf'" in err
     assert f"iconv -f WINDOWS-1252 -t UTF-8 {notes}" in err
+
+
+def test_an_image_gets_png_by_default_and_an_empty_map_is_announced(cli, tmp_path):
+    import torch
+
+    from tests.models import build
+
+    model = build("vit")
+    with torch.no_grad():
+        model.classifier.weight.zero_()  # no logit depends on the image: GradCAM's map is zero everywhere
+    model.save_pretrained(tmp_path / "vit")
+    picture = tmp_path / "cat photo.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(picture)
+    code, out, err = cli("explain", picture, "--model", tmp_path / "vit", "--method", "attention_gradcam", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "map is empty for this input: attention GradCAM" in out and "at every patch here" in out
+    assert _files(tmp_path / "out") == [f"cat-photo-attention_gradcam-predicted.{ext}" for ext in ("html", "json", "png")]
+    assert json.loads((tmp_path / "out" / "cat-photo-attention_gradcam-predicted.json").read_text())["empty"] is True
