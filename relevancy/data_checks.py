@@ -48,6 +48,10 @@ def text_problem(text) -> str | None:
     return None
 
 
+class SkippedRowsWarning(UserWarning):
+    """Rows without usable text were left out of a data set (its ``skipped`` lists them)."""
+
+
 @dataclass(frozen=True)
 class SkippedRow:
     """A row left out because it has no usable text: its id, where it is (file:line or row) and why."""
@@ -57,16 +61,21 @@ class SkippedRow:
     reason: str
 
 
+def describe_skipped(skipped: list[SkippedRow], source: str) -> str:
+    """The skipped rows in one line: the first ten, and the count of all."""
+    shown = "; ".join(f"{row.id} ({row.reason})" if row.where == source else f"{row.id} ({row.where}: {row.reason})"
+                      for row in skipped[:10])
+    more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    return f"skipped {len(skipped)} row(s) of {source} without text: {shown}{more}"
+
+
 def warn_skipped(skipped: list[SkippedRow], source: str, kept: int) -> None:
-    """One warning listing the skipped rows (the first ten; the count of all), or a ValueError when
-    nothing is left."""
+    """A SkippedRowsWarning listing the skipped rows, or a ValueError when no row is left."""
     if not skipped:
         return
-    shown = "; ".join(f"{row.id} ({row.where}: {row.reason})" for row in skipped[:10])
-    more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
     if not kept:
         raise ValueError(
-            f"none of the {len(skipped)} rows of {source} has text to use: {shown}{more}. "
+            f"none of the {len(skipped)} rows of {source} has text to use ({describe_skipped(skipped, source)}). "
             "Check the text column (CLI: --text-column)"
         )
-    warnings.warn(f"skipped {len(skipped)} row(s) of {source} without text: {shown}{more}", stacklevel=3)
+    warnings.warn(describe_skipped(skipped, source), SkippedRowsWarning, stacklevel=3)

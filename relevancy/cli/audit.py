@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 from ..methods import available
 
 
@@ -47,12 +50,24 @@ def data_options(args) -> dict:
     )
 
 
+def load_listing_skipped(command: str, load, *args, **options):
+    """``load(*args, **options)``, with the rows it skipped (no text) printed as one warning line of ``command``."""
+    from ..data_checks import SkippedRowsWarning, describe_skipped
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedRowsWarning)  # printed below, in the CLI's own words
+        dataset = load(*args, **options)
+    if dataset.skipped:
+        print(f"relevancy {command}: warning: {describe_skipped(dataset.skipped, dataset.source)}", file=sys.stderr)
+    return dataset
+
+
 def run(args) -> int:
     from ..adapters.loading import load
     from ..audit import AuditSettings, Thresholds, audit
     from ..audit.data import load_texts, parse_label_map
 
-    dataset = load_texts(args.data, **data_options(args))  # data errors before the model loads
+    dataset = load_listing_skipped("audit", load_texts, args.data, **data_options(args))  # data errors before the model loads
     model, tokenizer = load(args.model)
     settings = AuditSettings(
         method=args.method, target=args.target, batch_size=args.batch_size, top_k=args.top_k, max_length=args.max_length,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..evaluation.runner import TESTS
 from ..methods import available
+from .audit import load_listing_skipped
 
 
 def add_parser(subparsers) -> None:
@@ -32,7 +33,10 @@ def run(args) -> int:
     from ..adapters.loading import load
     from ..evaluation import evaluate, load_dataset
 
-    dataset = load_dataset(args.data, args.format, split=args.split, text_column=args.text_column, label_column=args.label_column)
+    dataset = load_listing_skipped(
+        "evaluate", load_dataset, args.data, args.format, split=args.split, text_column=args.text_column,
+        label_column=args.label_column,
+    )
     model, processor = load(args.model)
     results = evaluate(
         model,

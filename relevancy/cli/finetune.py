@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .audit import add_data_arguments, data_options
+from .audit import add_data_arguments, data_options, load_listing_skipped
 
 
 def add_parser(subparsers) -> None:
@@ -89,7 +89,7 @@ def run(args) -> int:
     words = guided_words(args)
     if not words and not args.rationales:
         raise ValueError("nothing to guide the relevance with: give --words, --words-file, --audit-json or --rationales")
-    dataset = load_texts(args.data, **data_options(args))
+    dataset = load_listing_skipped("finetune", load_texts, args.data, **data_options(args))
     if args.rationales and not dataset.has_rationales:
         raise ValueError(f"--rationales: {dataset.source} has no human rationales (the ERASER layout with evidences has them)")
     model, tokenizer = load(args.model)  # a fresh copy read from disk: the base files are never written

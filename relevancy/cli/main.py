@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import warnings
 
 from .. import __version__
 
@@ -43,22 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with warnings.catch_warnings():  # restores the warning printer on exit
-        warnings.showwarning = _warning_printer(args.command)
-        try:
-            return args.run(args) or 0
-        except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as error:
-            print(f"relevancy {args.command}: error: {error}", file=sys.stderr)
-            return 2
-
-
-def _warning_printer(command: str):
-    """Warnings as one line each, like the errors, instead of Python's file:line form."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"relevancy {command}: warning: {message}", file=sys.stderr)
-
-    return show
+    try:
+        return args.run(args) or 0
+    except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as error:
+        print(f"relevancy {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from relevancy.audit.data import encode_labels, load_texts, parse_label_map
+from relevancy.data_checks import SkippedRowsWarning
 
 LABELS = {0: "negative", 1: "positive"}
 
@@ -74,14 +75,14 @@ def test_rows_without_text_are_skipped_listed_and_counted_by_limit(tmp_path):
         {"text": "good", "label": 1}, {"text": "", "label": 0}, {"text": " \t", "label": 1},
         {"text": None, "label": 0}, {"text": "bad", "label": 0}, {"text": "fine", "label": 1},
     ]
-    with pytest.warns(UserWarning, match=r"skipped 3 row\(s\) of list object without text: row-1 \(list object: the text is empty\); "
+    with pytest.warns(SkippedRowsWarning, match=r"skipped 3 row\(s\) of list object without text: row-1 \(the text is empty\); "
                       r"row-2 .*only whitespace\); row-3 .*NoneType"):
         data = load_texts(rows)
     assert [e.id for e in data] == ["row-0", "row-4", "row-5"]
     assert [(s.id, s.reason) for s in data.skipped] == [
         ("row-1", "the text is empty"), ("row-2", "the text is only whitespace"), ("row-3", "the text is NoneType, not a string"),
     ]
-    with pytest.warns(UserWarning, match="skipped 3 row"):
+    with pytest.warns(SkippedRowsWarning, match="skipped 3 row"):
         limited = load_texts(rows, limit=2)  # the first two with text; rows after the second are not read
     assert [e.id for e in limited] == ["row-0", "row-4"] and len(limited.skipped) == 3
     with pytest.raises(ValueError, match=r"none of the 2 rows of list object has text to use.*--text-column"):
@@ -111,9 +112,9 @@ def test_audit_and_evaluation_skip_the_same_rows_for_the_same_reasons(tmp_path):
     path = tmp_path / "a.jsonl"
     rows = [{"text": "good", "label": 1}, {"text": "   ", "label": 0}, {"text": 3, "label": 1}, {"text": "", "label": 0}]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    with pytest.warns(UserWarning):
+    with pytest.warns(SkippedRowsWarning):
         audited = load_texts(path)
-    with pytest.warns(UserWarning):
+    with pytest.warns(SkippedRowsWarning):
         evaluated = load_text_file(path)
     assert [s.reason for s in audited.skipped] == [s.reason for s in evaluated.skipped] == [
         "the text is only whitespace", "the text is int, not a string", "the text is empty",

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from relevancy.data_checks import SkippedRowsWarning
 from relevancy.evaluation.data import encode, label_index, load_dataset, load_eraser, load_image_folder, load_text_file
 
 from .conftest import eraser_row, require_eraser, write_eraser, write_image_folder
@@ -171,7 +172,7 @@ def _csv(tmp_path):
 
 def test_rows_without_text_are_skipped_and_named_not_fatal(tmp_path):
     (tmp_path / "a.csv").write_text("text,label\ngood,1\n,0\n   ,1\nbad,0\n")
-    with pytest.warns(UserWarning, match=r"skipped 2 row\(s\) of .*a\.csv without text: 3 \(.*a\.csv:3: the text is empty\); "
+    with pytest.warns(SkippedRowsWarning, match=r"skipped 2 row\(s\) of .*a\.csv without text: 3 \(.*a\.csv:3: the text is empty\); "
                       r"4 \(.*a\.csv:4: the text is only whitespace\)"):
         dataset = load_text_file(tmp_path / "a.csv")
     assert [item.text for item in dataset.items] == ["good", "bad"]
@@ -181,7 +182,7 @@ def test_rows_without_text_are_skipped_and_named_not_fatal(tmp_path):
         {"annotation_id": "d1", "classification": "POS", "evidences": []},
         {"annotation_id": "d2", "classification": "NEG", "evidences": []},
     ])
-    with pytest.warns(UserWarning, match=r"val\.jsonl without text: d2 \(.*val\.jsonl:2: the text is empty\)"):
+    with pytest.warns(SkippedRowsWarning, match=r"val\.jsonl without text: d2 \(.*val\.jsonl:2: the text is empty\)"):
         eraser = load_eraser(tmp_path / "eraser", "val")
     assert [item.id for item in eraser.items] == ["d1"]
 
