@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
         "input", nargs="?", default=None,
         help="the text to explain, the path of an image (image models), or - to read the text from standard input",
     )
-    parser.add_argument("--file", default=None, metavar="PATH", help="read the text to explain from this UTF-8 file (default: INPUT is the text)")
+    parser.add_argument(
+        "--file", default=None, metavar="PATH", help="read the text to explain from this UTF-8 file (default: INPUT is the text)",
+    )
     parser.add_argument(
         "--literal", action="store_true", help="explain INPUT as text even when it looks like a file path",
     )
@@ -61,7 +63,7 @@ def run(args) -> int:
     text, name = _read_input(args)
     explainer = Explainer.from_pretrained(args.model, checkpoint=args.checkpoint)
     if explainer.structure.causal:
-        return _explain_answer(explainer, args, _utf8_argument(text, args), name, formats)
+        return _explain_answer(explainer, args, _text_input(text, args), name, formats)
     options = {} if args.start_layer is None else {"start_layer": args.start_layer}
     target = int(args.target) if args.target is not None and args.target.lstrip("-").isdigit() else args.target
     image_input = explainer.structure.modality == "image"
@@ -73,9 +75,7 @@ def run(args) -> int:
         name = Path(args.input).stem
         formats = formats or {"html", "json", "png"}
     else:
-        text = _utf8_argument(text, args)
-        if args.input not in (None, "-") and not args.literal:
-            _refuse_path(text, args.model)
+        text = _text_input(text, args)
         if formats and "png" in formats:
             raise ValueError("--format png is for images; a text explanation is written as html and json")
         formats = formats or {"html", "json"}
@@ -139,15 +139,18 @@ def _read_input(args) -> tuple[str, str]:
     return args.input, args.input
 
 
-def _utf8_argument(text: str, args) -> str:
-    """INPUT as text: the bytes a command line could not decode arrive as surrogate escapes, which
-    tokenizers refuse obscurely, so they are named here (an image path needs no such check)."""
+def _text_input(text: str, args) -> str:
+    """The text for a text model. From INPUT: undecodable command-line bytes (which arrive as surrogate
+    escapes that tokenizers refuse obscurely) are named, and what looks like a file path is refused."""
     from ..data_checks import decode_utf8
 
     if args.input in (None, "-"):
         return text
     fix = "switch the terminal to UTF-8, or save the text as a UTF-8 file and give it with --file PATH"
-    return decode_utf8(text.encode("utf-8", "surrogateescape"), "the text argument", fix)
+    text = decode_utf8(text.encode("utf-8", "surrogateescape"), "the text argument", fix)
+    if not args.literal:
+        _refuse_path(text, args.model)
+    return text
 
 
 def _refuse_path(text: str, model: str) -> None:
