@@ -11,7 +11,7 @@ import html
 import math
 from statistics import NormalDist
 
-from .report import OVER_MEANING, SHORTCUT_MEANING, UNDER_MEANING, AuditReport, format_p
+from .report import OVER_MEANING, RELIED_MEANING, SHORTCUT_MEANING, UNDER_MEANING, AuditReport, format_p
 
 LABELLED = 10  # most relevant words named in the plot (flagged words always are)
 WINDOW = 40  # tokens shown on either side of the word in a long document
@@ -57,7 +57,7 @@ SCRIPT = """
     th.addEventListener('click', function () {
       var numeric = th.getAttribute('data-type') === 'num';
       var current = th.getAttribute('aria-sort');
-      var descending = current ? current === 'ascending' : numeric;
+      var descending = current ? current === 'ascending' : numeric && th.getAttribute('data-first') !== 'ascending';
       Array.prototype.forEach.call(headers, function (h) { h.removeAttribute('aria-sort'); });
       th.setAttribute('aria-sort', descending ? 'descending' : 'ascending');
       var rows = Array.prototype.slice.call(body.rows);
@@ -159,13 +159,11 @@ def _findings(report: AuditReport, example_ids: dict) -> str:
     if relied:
         items = "".join(
             f"<li>{_word_link(r.item, example_ids)}: {html.escape(report.describe_removal(r))}; "
-            f"{html.escape(a.describe() if a else 'not counted')}</li>"
+            f"{html.escape(a.describe())}</li>"
             for r, a in relied
         )
         parts.append(
-            "<h3>Relied on, not flagged</h3><p>Removing these words moves many predictions, but the data does not "
-            "tie them to a label beyond chance: this is the model using the words (for sentiment, negations and "
-            f"sentiment words are expected to matter), not evidence of a data-set shortcut.</p><ul>{items}</ul>"
+            f"<h3>Relied on, not flagged</h3><p>{html.escape(RELIED_MEANING)}</p><ul>{items}</ul>"
         )
     return "".join(parts)
 
@@ -175,7 +173,7 @@ def _word_link(word: str, example_ids: dict) -> str:
     return f"<a href='#{example_ids[word]}'>{text}</a>" if word in example_ids else text
 
 
-COLUMNS = [  # header, tooltip, numeric
+COLUMNS = [  # header, tooltip, numeric (numbers sort largest first, except rank and p)
     ("rank", "rank by mean lift among words seen at least min_count times", True),
     ("word", "", False),
     ("count", "occurrences", True),
@@ -199,7 +197,7 @@ def word_table(rows: list[dict], example_ids: dict | None = None) -> str:
     example_ids = example_ids or {}
     head = "".join(
         f"<th title='{html.escape(tip, quote=True)}' data-type='{'num' if numeric else 'text'}'"
-        f"{'' if numeric else ' class=t'}>{name}</th>"
+        f"{' data-first=ascending' if name in ('rank', 'p') else ''}{'' if numeric else ' class=t'}>{name}</th>"
         for name, tip, numeric in COLUMNS
     )
     body = []

@@ -38,6 +38,11 @@ class Thresholds:
     move: float = 0.2  # shortcut: a drop of the predicted class's probability that counts as strong
     shortcut_rate: float = 0.25  # shortcut: share of documents flipped or strongly moved
 
+    def __post_init__(self) -> None:
+        for name in ("alpha", "weak_margin"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must lie between 0 and 1 (exclusive), got {getattr(self, name)}")
+
 
 @dataclass
 class Association:
@@ -135,6 +140,12 @@ OVER_MEANING = (
 UNDER_MEANING = (
     "The data ties the word to a class (or humans marked it as evidence), yet the map gives it little relevance: "
     "the model may ignore evidence, or the method may not show it."
+)
+
+RELIED_MEANING = (
+    "Removing these words moves many predictions, but the data does not tie them, beyond chance, to the class their "
+    "presence pushes the model towards: the model uses them (for sentiment, negations and sentiment words are "
+    "expected to matter), and nothing here points to a data-set shortcut."
 )
 
 
@@ -246,15 +257,15 @@ class AuditReport:
                                   stats=s, shortcut=r, association=association))
         return flags
 
-    def relied_on(self) -> list[tuple[ShortcutResult, Association | None]]:
+    def relied_on(self) -> list[tuple[ShortcutResult, Association]]:
         """Words whose removal moves many predictions but that are not flagged: the data does not tie
         them to the class they push (for sentiment: negations, ordinary sentiment words)."""
         flagged = {f.item for f in self.shortcut_flags()}
         found = []
         for r in self.shortcuts:
             s = self._find(r.item)
-            if self.relies_on(r) and r.item not in flagged:
-                found.append((r, None if s is None else self.association(s)))
+            if s is not None and self.relies_on(r) and r.item not in flagged:
+                found.append((r, self.association(s)))
         return found
 
     def rank(self, item: str, kind: str, level: str = "word") -> int | None:
@@ -351,7 +362,7 @@ class AuditReport:
                 "over_relevant": {level: [f.to_dict() for f in self.over_relevant(level)] for level in ("word", "token")},
                 "under_relevant": {level: [f.to_dict() for f in self.under_relevant(level)] for level in ("word", "token")},
             },
-            "relied_on": [{"item": r.item, "removal": r.to_dict(), "association": None if a is None else a.to_dict()}
+            "relied_on": [{"item": r.item, "removal": r.to_dict(), "association": a.to_dict()}
                           for r, a in self.relied_on()],
             "shortcuts": [r.to_dict() for r in self.shortcuts],
             "words": [{**s.to_dict(), "p_adjusted": self.association(s).p_adjusted} for s in self.words],
@@ -414,9 +425,8 @@ class AuditReport:
         relied = self.relied_on()
         if relied:
             lines += ["## Relied on, not flagged", "",
-                      "Removing these words moves many predictions, but the data does not tie them to the class "
-                      "they push beyond chance: no evidence of a data-set shortcut.", ""]
-            lines += [f"- {_code(r.item)}: {self.describe_removal(r)}; {a.describe() if a else 'not counted'}" for r, a in relied[:rows]]
+                      RELIED_MEANING, ""]
+            lines += [f"- {_code(r.item)}: {self.describe_removal(r)}; {a.describe()}" for r, a in relied[:rows]]
             lines.append("")
         lines += ["## Removal test", ""]
         lines += _table(

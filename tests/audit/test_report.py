@@ -13,6 +13,7 @@ import pytest
 
 from relevancy.audit import AuditReport, ShortcutResult, Statistics, Thresholds
 from relevancy.audit.page import render_document
+from relevancy.cli.main import main
 from relevancy.audit.stats import ItemStats, association_test
 from tests.audit.records import record
 from tests.audit.test_stats import exact_tail
@@ -222,3 +223,14 @@ def test_render_document_keeps_the_text_and_marks_the_word():
                 "words": [["w", [100]]], "text": None}
     cut = render_document(long_doc, "w", LABELS.get)
     assert cut.count("class='tok") == 81 and cut.count("\u2026") == 2 and cut.count("hit") == 1
+
+
+def test_bad_significance_level_is_refused_before_the_model_loads(tmp_path, capsys):
+    with pytest.raises(ValueError, match="alpha must lie between 0 and 1"):
+        Thresholds(alpha=0.0)
+    with pytest.raises(ValueError, match="weak_margin must lie between 0 and 1"):
+        Thresholds(weak_margin=1.5)
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\ngood,1\n")
+    assert main(["audit", str(data), "--alpha", "1.5", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path)]) == 2
+    assert "alpha must lie between 0 and 1 (exclusive), got 1.5" in capsys.readouterr().err
