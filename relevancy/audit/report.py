@@ -249,10 +249,8 @@ class AuditReport:
             association = self.association(s)
             removal = self.describe_removal(r)
             c = s.associated_class
-            toward = not r.class_drops or r.class_drops[c] > 0  # its presence pushes towards its class
-            if association.significant and toward:
-                if r.class_drops:
-                    removal += f"; {association.label}'s probability falls by {r.class_drops[c]:.2f} on average"
+            if association.significant and r.class_drops[c] > 0:  # its presence pushes towards its class
+                removal += f"; {association.label}'s probability falls by {r.class_drops[c]:.2f} on average"
                 flags.append(Flag(r.item, "word", "shortcut", [association.describe(), removal], r.evidence,
                                   stats=s, shortcut=r, association=association))
         return flags

@@ -32,6 +32,7 @@ def test_planted_shortcut_is_ranked_first(planted, tmp_path):
     planted_stats = next(s for s in report.words if s.item == toy.PLANTED)
     assert planted_stats.associated_class == 1 and planted_stats.top_k_rate > 0.9
     assert top.association.significant and top.association.share == 1.0  # zq is only ever in positives
+    assert top.shortcut.class_drops[1] > 0.5 and sum(top.shortcut.class_drops) == pytest.approx(0.0, abs=1e-6)
     assert [f.item for f in report.shortcut_flags()] == [toy.PLANTED]  # the sentiment words are not shortcuts
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["flags"]["shortcut"][0]["item"] == toy.PLANTED
