@@ -300,7 +300,7 @@ def association_plot(report: AuditReport, rows: list[dict], width: int = 760, he
             f"fill-opacity='0.75'><title>{html.escape(info)}</title></circle>"
         )
         if row["flags"] or (row["rank"] or LABELLED + 1) <= LABELLED:
-            names.append((not row["flags"], row["rank"] or 0, x + radius + 2, y + 4, row["word"]))
+            names.append((not row["flags"], row["rank"] or 0, x, y, radius, row["word"]))
     parts += _labels(names)
     legend = "".join(
         f"<span><i style='background:{colour}'></i>{name}</span>"
@@ -314,15 +314,22 @@ def association_plot(report: AuditReport, rows: list[dict], width: int = 760, he
 
 
 def _labels(names: list[tuple]) -> list[str]:
-    """Word names next to their points, flagged first, then by rank; a name that would overlap one
-    already placed is left out (the point's tooltip still names it)."""
+    """Word names beside their points, flagged first, then by rank: right of the point, else left,
+    above or below; a flagged word's name is always placed, another's only where it overlaps no
+    name already placed (its tooltip still names it)."""
     placed, out = [], []
-    for _, _, x, y, word in sorted(names):
-        box = (x, y - 10, x + 6.5 * len(word), y + 2)
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+    for unflagged, _, x, y, radius, word in sorted(names):
+        width = 6.5 * len(word)
+        candidates = [(x + radius + 2, y + 4), (x - radius - 2 - width, y + 4), (x - width / 2, y - radius - 3),
+                      (x - width / 2, y + radius + 11)]
+        boxes = [(cx, cy - 10, cx + width, cy + 2) for cx, cy in candidates]
+        free = [box for box in boxes if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                                                 for b in placed)]
+        if not free and unflagged:
             continue
+        box = (free or boxes)[0]
         placed.append(box)
-        out.append(f"<text x='{x:.1f}' y='{y:.1f}'>{html.escape(word)}</text>")
+        out.append(f"<text x='{box[0]:.1f}' y='{box[3] - 2:.1f}'>{html.escape(word)}</text>")
     return out
 
 
