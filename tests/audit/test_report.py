@@ -234,3 +234,12 @@ def test_bad_significance_level_is_refused_before_the_model_loads(tmp_path, caps
     data.write_text("text,label\ngood,1\n")
     assert main(["audit", str(data), "--alpha", "1.5", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path)]) == 2
     assert "alpha must lie between 0 and 1 (exclusive), got 1.5" in capsys.readouterr().err
+
+
+def test_plot_names_every_flagged_point_and_skips_crowded_others():
+    from relevancy.audit.page import _labels
+
+    names = [(False, 0, 100, 100, 4, "too"), (False, 0, 101, 101, 4, "t"), (True, 1, 100, 100, 4, "movie"),
+             (True, 2, 100, 100, 4, "film"), (True, 3, 100, 100, 4, "plot"), (True, 4, 100, 100, 4, "scene")]
+    placed = re.findall(r">([^<]+)</text>", "".join(_labels(names)))
+    assert set(placed[:2]) == {"t", "too"} and "scene" not in placed  # flagged names first, crowded others left out
