@@ -39,6 +39,10 @@ def add_parser(subparsers) -> None:
         help="comma-separated words always tested by removal, whatever their relevance (default: none)",
     )
     parser.add_argument("--min-count", type=int, default=3, help="fewer occurrences are not flagged")
+    parser.add_argument(
+        "--alpha", type=float, default=0.05,
+        help="family-wise error rate of the label tests that flags rest on (Bonferroni-corrected)",
+    )
     parser.add_argument("--restart", action="store_true", help="discard an earlier (interrupted) run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
@@ -68,12 +72,13 @@ def run(args) -> int:
     from ..audit.data import load_texts, parse_label_map
 
     dataset = load_listing_skipped("audit", load_texts, args.data, **data_options(args))  # data errors before the model loads
+    thresholds = Thresholds(min_count=args.min_count, alpha=args.alpha)  # option errors, too
     model, tokenizer = load(args.model)
     settings = AuditSettings(
         method=args.method, target=args.target, batch_size=args.batch_size, top_k=args.top_k, max_length=args.max_length,
         shortcut_candidates=args.shortcut_candidates, shortcut_documents=args.shortcut_documents,
         shortcut_words=tuple(w.strip() for w in args.shortcut_words.split(",") if w.strip()),
-        thresholds=Thresholds(min_count=args.min_count),
+        thresholds=thresholds,
     )
     report = audit(
         model, tokenizer, dataset, out=args.out, settings=settings, label_map=parse_label_map(args.label_map),
@@ -83,5 +88,8 @@ def run(args) -> int:
     found = {"shortcut": report.shortcut_flags(), "over-relevant": report.over_relevant(), "under-relevant": report.under_relevant()}
     for title, flags in found.items():
         print(f"{title}: " + (", ".join(f.item for f in flags[:10]) or "none"))
+    relied = [r.item for r, _ in report.relied_on()]
+    if relied:
+        print("relied on, no significant tie to a label (not flagged): " + ", ".join(relied[:10]))
     print(f"wrote {args.out}/report.md, report.json, report.html")
     return 0
