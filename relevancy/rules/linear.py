@@ -93,3 +93,22 @@ class AlphaBetaConv2d(_Conv, Rule):
         z = self._forward(x_pos, w_pos) + self._forward(x_neg, w_neg)
         s = safe_divide(relevance, z)
         return x_pos * self._backward(x, w_pos, s) + x_neg * self._backward(x, w_neg, s), None
+
+
+class AlphaBetaProduct(Rule):
+    """LRP-alpha1-beta0 for any product ``f(x, W)`` linear in ``x`` with a constant weight ``W`` (a
+    mixture of experts' grouped matrix product): positive contributions x+W+ + x-W-, and their
+    transposed map from autograd."""
+
+    def __init__(self, function) -> None:
+        self.function = function
+
+    def relevance(self, relevance, x, weight):
+        x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
+        w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
+        with torch.enable_grad():
+            a, b = x_pos.detach().requires_grad_(), x_neg.detach().requires_grad_()
+            z = self.function(a, w_pos) + self.function(b, w_neg)
+            s = safe_divide(relevance, z)
+            grad_a, grad_b = torch.autograd.grad(z, (a, b), s, create_graph=torch.is_grad_enabled())
+        return x_pos * grad_a + x_neg * grad_b, None

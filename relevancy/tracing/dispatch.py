@@ -19,7 +19,7 @@ from ..errors import UnsupportedOperationError
 from ..rules import attention
 from ..rules.base import PassState, attach
 from ..rules.elementwise import Bilinear, FirstOperand, Identity, LinearMap, Product, Reduce, Sum
-from ..rules.linear import AlphaBetaConv2d, AlphaBetaLinear, ZBetaConv2d
+from ..rules.linear import AlphaBetaConv2d, AlphaBetaLinear, AlphaBetaProduct, ZBetaConv2d
 
 
 # Operations that only move, copy, select or re-type elements: their gradient routes relevance
@@ -256,6 +256,11 @@ class Dispatcher:
             if self.is_live(bias):
                 self._unsupported(name, "an added term that depends on the input")
             return attach(Bilinear(lambda x, y, s=alpha: torch.bmm(x, y) * s), state, output, a, b)
+        if name == "_grouped_mm":  # a mixture of experts: each group of tokens times its expert's weight
+            x, weight = args[0], args[1]
+            if self.is_live(weight):
+                self._unsupported(name, "a weight that depends on the input")
+            return attach(AlphaBetaProduct(lambda a, w: function(a, w, *args[2:], **kwargs)), state, output, x, weight)
         if name in LINEAR_MAPS:
             x = args[0]
             return attach(LinearMap(lambda t: function(t, *args[1:], **kwargs)), state, output, x)
