@@ -12,7 +12,10 @@ from ..methods import available
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("explain", help="explain one input (text, or an image path)")
     parser.add_argument("input", help="the text to explain, or the path of an image")
-    parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
+    parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment "
+                        "model for text, the embedded Fashion-MNIST classifier for an image path)")
+    parser.add_argument("--allow-random-head", action="store_true",
+                        help="explain a model whose classification head is missing from its checkpoint (random, with a warning)")
     parser.add_argument("--method", default="transformer_attribution", choices=available())
     parser.add_argument("--target", default=None, help="class index, label name, or 'a vs b' (default: predicted class)")
     parser.add_argument("--start-layer", type=int, default=None, help="first block of the rollout (rollout methods)")
@@ -28,9 +31,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..adapters.default_model import default_model_for
     from ..explainer import Explainer
 
-    explainer = Explainer.from_pretrained(args.model, checkpoint=args.checkpoint)
+    model = default_model_for(args.input) if args.model == "default" else args.model
+    explainer = Explainer.from_pretrained(model, allow_random_head=args.allow_random_head, checkpoint=args.checkpoint)
     if explainer.structure.causal:
         return _explain_answer(explainer, args)
     options = {} if args.start_layer is None else {"start_layer": args.start_layer}
