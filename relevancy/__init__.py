@@ -3,11 +3,12 @@
 from .engine import Attribution, attribute, attribute_targets
 from .methods import available as available_methods
 from .targets import ClassIndex, Contrast, Predicted
-from .tracing import RelevanceScope, UnsupportedOperationError
+from .errors import UnsupportedModelError, UnsupportedOperationError
+from .tracing import RelevanceScope
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attribution", "ClassIndex", "Contrast", "Predicted", "RelevanceScope", "UnsupportedOperationError",
+    "Attribution", "ClassIndex", "Contrast", "Predicted", "RelevanceScope", "UnsupportedModelError", "UnsupportedOperationError",
     "attribute", "attribute_targets", "available_methods",
 ]

@@ -17,6 +17,7 @@ from torch import nn
 
 from .adapters.outputs import model_logits
 from .adapters.structure import ModelStructure, describe
+from .errors import UnsupportedModelError
 from .rules.base import Pass
 from .targets import Target, as_target
 from .tracing import RelevanceScope
@@ -72,6 +73,7 @@ class Run:
         self._head: tuple[torch.Tensor, torch.Tensor] | None = None  # a causal LM's (head input, head weight)
         self._head_columns: tuple[torch.Tensor, torch.Tensor] | None = None  # set per target by head_seed
         self._batched = False  # inside attribute_targets' batched backward: no forward may run
+        self._reading_out = False  # inside the gradient pass that finds the readout
 
     class NeedsOwnForward(RuntimeError):
         """A method that runs forwards of its own (integrated gradients) cannot share one batched backward."""
@@ -144,6 +146,35 @@ class Run:
         if head_seen.get("out") is logits and scope.is_live(head_seen["x"]):
             self._head = (head_seen["x"], head.weight)
         return logits
+
+    def attention_layers(self) -> int:
+        """The number of attention layers the forward ran (a layer module run twice counts twice),
+        checked to be what a rollout over token positions needs: one (tokens x tokens) map per
+        layer, over the same tokens in every layer."""
+        calls = [call for call in self.scope.dispatcher.calls if call is not None]
+        model = type(self.model).__name__
+        family = getattr(getattr(self.model, "config", None), "model_type", model)
+        if self.checkpoint:
+            return len(self.scope.dispatcher.calls)
+        if not calls:
+            raise UnsupportedModelError(
+                f"{family} ({model}): no attention map was observed in its forward. relevancy observes "
+                "torch's scaled_dot_product_attention and eager softmax(scores) @ values; this model computes "
+                "attention otherwise (or has none). Methods that need no attention maps: full_lrp, "
+                "input_x_gradient, integrated_gradients."
+            )
+        batch = self.logits.shape[0]
+        first = calls[0].map_shape
+        for call in calls:
+            if call.map_shape != first or call.map_shape[0] != batch or first[1] != first[2]:
+                raise UnsupportedModelError(
+                    f"{family} ({model}): attention layer {call.layer} has maps of shape (batch {call.map_shape[0]}, "
+                    f"{call.map_shape[1]} queries, {call.map_shape[2]} keys), layer 0 {first}, for a batch of {batch}: "
+                    "its attention is windowed, pooled or reduced, not one token x token map over the same tokens in "
+                    "every layer, so rolling attention out over token positions is undefined. Methods that need no "
+                    "attention maps: full_lrp, input_x_gradient, integrated_gradients."
+                )
+        return len(calls)
 
     def release(self) -> None:
         """Drop every reference into the forward's graph (hooks and rules point back here)."""
@@ -238,9 +269,27 @@ class Run:
 
         tensor.register_hook(lambda grad: self._record_boundary(self.scope.current_pass, index, grad))
 
+    def _family(self) -> str:
+        config = getattr(self.model, "config", None)
+        return f"{getattr(config, 'model_type', None) or 'model'} ({type(self.model).__name__})"
+
     def _tap_block_input(self, index: int):
         def hook(module, args, kwargs):
-            self._tap(index, _hidden_states(args, kwargs))
+            hidden = _hidden_states(args, kwargs)
+            batch = self.scope.dispatcher.input_batch
+            if isinstance(hidden, torch.Tensor) and self.scope.is_live(hidden) and batch and hidden.shape[0] != batch:
+                raise UnsupportedModelError(
+                    f"{self._family()}: block {index} ({type(module).__name__}) takes hidden states of shape "
+                    f"{tuple(hidden.shape)} for a batch of {batch}: not batch-first (sequence-first blocks, or "
+                    "windows folded into the batch), which relevancy's block boundaries do not read"
+                )
+            if index in self._boundary_tensors:
+                raise UnsupportedModelError(
+                    f"{self._family()}: block module {index} ({type(module).__name__}) runs more "
+                    "than once per forward (layers sharing their parameters, as in ALBERT); relevancy needs one "
+                    "block module per layer to find the block boundaries"
+                )
+            self._tap(index, hidden)
 
         return hook
 
@@ -285,7 +334,12 @@ class Run:
         else:
             reached = key in self._boundary_tensors
         if not reached:
-            raise RuntimeError(f"the model's blocks were not reached with the explained input (boundary {key})")
+            raise UnsupportedModelError(
+                f"{self._family()}: the explained input did not reach the input of block {key} "
+                f"({type(self.structure.blocks[0]).__name__}, the repeated blocks relevancy found) as that block's "
+                "hidden-state argument; relevancy reads relevance at the blocks' hidden-state inputs (passed first "
+                "or as hidden_states=)"
+            )
         self.scope.set_pass(pass_)
         if self._head is None:
             start, start_grad = self.logits, self.seed
@@ -339,7 +393,17 @@ class Run:
         """(B, N) weight of each output position in the prediction: |d target / d h_L| summed over
         features, normalised. The CLS position alone for a CLS-pooled classifier."""
         if self._readout_magnitude is None:
-            self.backward(Pass.GRADIENT, to="readout")
+            if self._reading_out:  # an attention layer above the last block asked for it
+                raise UnsupportedModelError(
+                    f"{self._family()}: attention runs above the last of the repeated blocks relevancy found "
+                    f"({type(self.structure.blocks[-1]).__name__}), so no block boundary lies between it and the "
+                    "prediction; relevancy reads the readout at the last block's output"
+                )
+            self._reading_out = True
+            try:
+                self.backward(Pass.GRADIENT, to="readout")
+            finally:
+                self._reading_out = False
         weights = self._readout_magnitude
         return weights / weights.sum(-1, keepdim=True).clamp_min(1e-30)
 

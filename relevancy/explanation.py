@@ -9,6 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+# Methods whose definition keeps only a positive part, so that a map can be all zero on a real input.
+_WHY_EMPTY = {
+    "attention_gradcam": "attention GradCAM keeps only the positive part of the last layer's gradient-weighted "
+    "attention, and it is zero or negative at every {unit} here",
+    "partial_lrp": "partial LRP keeps only the positive part of the last layer's attention relevance, and it is "
+    "zero or negative at every {unit} here",
+}
+
 
 @dataclass
 class Explanation:
@@ -17,6 +25,7 @@ class Explanation:
     Text: ``tokens`` and ``scores`` per token (special tokens included, marked in ``special``),
     ``words()`` aggregates word pieces. Images: ``scores`` over the patch grid (``grid``),
     ``heatmap`` upsampled to the image, ``image`` the input in [0,1] for overlays.
+    ``empty`` says when the map is zero everywhere (a blank picture) and ``notice`` why.
     """
 
     method: str
@@ -37,6 +46,27 @@ class Explanation:
     image: np.ndarray | None = None
     heatmap: np.ndarray | None = None
     prefix_scores: np.ndarray | None = None  # class/distillation token positions of a ViT
+
+    @property
+    def empty(self) -> bool:
+        """Every real token (special tokens aside) or every patch scores exactly zero: the map shows nothing."""
+        scores = np.asarray(self.scores)
+        if self.tokens is not None and self.special is not None:
+            scores = scores[~np.asarray(self.special, dtype=bool)]
+        return not np.any(scores)
+
+    @property
+    def notice(self) -> str | None:
+        """Why the map is empty, for people reading a blank picture; None when it is not."""
+        if not self.empty:
+            return None
+        if self.tokens is not None:
+            unit = "token"
+        else:
+            pixels = self.image is not None and np.shape(self.scores) == np.shape(self.image)[:2]
+            unit = "pixel" if pixels else "patch"
+        reason = _WHY_EMPTY.get(self.method, "{method} gives every {unit} a score of exactly zero")
+        return "this method's map is empty for this input: " + reason.format(method=self.method, unit=unit)
 
     # -- text -----------------------------------------------------------------------------------
     def words(self, aggregate: str = "sum", relative: bool = False) -> list[tuple[str, float]]:
@@ -77,7 +107,10 @@ class Explanation:
 
         if self.tokens is None:
             return self._image_html(standalone)
-        return render_html(self.tokens, self._display_scores(), signed=self.signed, title=self.title, standalone=standalone)
+        return render_html(
+            self.tokens, self._display_scores(), signed=self.signed, title=self.title, subtitle=self.notice or "",
+            standalone=standalone,
+        )
 
     def _display_scores(self) -> list[float]:
         """Special tokens shown at 0 so that [CLS] (which a rollout's identity term favours) does not
@@ -89,6 +122,7 @@ class Explanation:
 
     def _image_html(self, standalone: bool) -> str:
         import base64
+        import html
         import io
 
         from PIL import Image
@@ -96,7 +130,8 @@ class Explanation:
         buffer = io.BytesIO()
         Image.fromarray(self.overlay()).save(buffer, format="PNG")
         encoded = base64.b64encode(buffer.getvalue()).decode()
-        body = f'<div><p>{self.title}</p><img src="data:image/png;base64,{encoded}"/></div>'
+        notice = f"<p><strong>{html.escape(self.notice)}</strong></p>" if self.notice else ""
+        body = f'<div><p>{html.escape(self.title)}</p>{notice}<img src="data:image/png;base64,{encoded}"/></div>'
         return f"<!doctype html><html><body>{body}</body></html>" if standalone else body
 
     def to_terminal(self, use_color: bool = True) -> str:
@@ -137,6 +172,8 @@ class Explanation:
             "predicted_class": self.predicted_class,
             "predicted_label": self.predicted_label,
             "probabilities": {self.labels.get(i, str(i)): float(p) for i, p in enumerate(self.probabilities)},
+            "empty": self.empty,
+            "notice": self.notice,
         }
         if self.tokens is not None:
             data["tokens"] = [

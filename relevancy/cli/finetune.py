@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .audit import add_data_arguments, data_options
+from .audit import add_data_arguments, data_options, load_listing_skipped
 
 
 def add_parser(subparsers) -> None:
@@ -15,9 +15,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", required=True, help="the base model: a local directory or hub name (never modified)")
     parser.add_argument("--out", required=True, help="folder for the fine-tuned model and finetune.json")
     guide = parser.add_argument_group("what to guide the relevance with (at least one)")
-    guide.add_argument("--words", default=None, help="comma-separated tokens whose relevance is penalised")
-    guide.add_argument("--words-file", default=None, help="a file with one token per line to penalise")
-    guide.add_argument("--audit-json", default=None, help="penalise the words flagged in this report.json of relevancy audit")
+    guide.add_argument("--words", default=None, help="comma-separated tokens whose relevance is penalised (default: none)")
+    guide.add_argument("--words-file", default=None, help="a file with one token per line to penalise (default: none)")
+    guide.add_argument(
+        "--audit-json", default=None, help="penalise the words flagged in this report.json of relevancy audit (default: none)",
+    )
     guide.add_argument("--audit-flags", default="shortcut", help="flags of --audit-json: shortcut, over_relevant")
     guide.add_argument("--rationales", action="store_true", help="reward relevance on the data's rationales (ERASER evidences)")
     parser.add_argument(
@@ -41,23 +43,24 @@ def add_parser(subparsers) -> None:
         "sentences without any (every class)",
     )
     parser.add_argument("--target", default="label", choices=("label", "predicted"), help="which class's map is guided")
-    parser.add_argument("--penalty-weight", type=float, default=1.0)
-    parser.add_argument("--rationale-weight", type=float, default=1.0)
-    parser.add_argument("--classification-weight", type=float, default=1.0)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--penalty-weight", type=float, default=1.0, help="weight of the penalty on the guided words")
+    parser.add_argument("--rationale-weight", type=float, default=1.0, help="weight of the reward on rationales (--rationales)")
+    parser.add_argument("--classification-weight", type=float, default=1.0, help="weight of the cross-entropy loss")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps")
     parser.add_argument(
         "--relevance-warmup", type=int, default=0,
         help="the relevance terms' weights ramp up linearly over this many steps (0: full weight from the start)",
     )
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=2e-5)
-    parser.add_argument("--max-length", type=int, default=None, help="truncate longer texts")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per step")
+    parser.add_argument("--learning-rate", type=float, default=2e-5, help="AdamW learning rate")
+    parser.add_argument("--max-length", type=int, default=None, help="truncate longer texts (default: no truncation)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data order and of torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
 def guided_words(args) -> list[str]:
+    from ..data_checks import read_utf8
     from ..finetune import audit_words
 
     words = []
@@ -67,7 +70,7 @@ def guided_words(args) -> list[str]:
         path = Path(args.words_file)
         if not path.exists():
             raise FileNotFoundError(f"no word list at {path}")
-        words += path.read_text(encoding="utf-8").splitlines()
+        words += read_utf8(path).splitlines()
     if args.audit_json:
         words += audit_words(args.audit_json, [k.strip() for k in args.audit_flags.split(",") if k.strip()])
     return [w.strip() for w in words if w.strip()]
@@ -86,7 +89,7 @@ def run(args) -> int:
     words = guided_words(args)
     if not words and not args.rationales:
         raise ValueError("nothing to guide the relevance with: give --words, --words-file, --audit-json or --rationales")
-    dataset = load_texts(args.data, **data_options(args))
+    dataset = load_listing_skipped("finetune", load_texts, args.data, **data_options(args))
     if args.rationales and not dataset.has_rationales:
         raise ValueError(f"--rationales: {dataset.source} has no human rationales (the ERASER layout with evidences has them)")
     model, tokenizer = load(args.model)  # a fresh copy read from disk: the base files are never written

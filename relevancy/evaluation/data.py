@@ -8,12 +8,15 @@ it can name the place to fix. Images are read lazily, one batch at a time.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from ..data_checks import SkippedRow, read_utf8, text_problem, warn_skipped
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -73,6 +76,7 @@ class Dataset:
     items: list
     modality: str  # "text" or "image"
     source: str
+    skipped: list[SkippedRow] = field(default_factory=list)  # rows without usable text, left out
 
     def __len__(self) -> int:
         return len(self.items)
@@ -93,7 +97,7 @@ class Dataset:
         return any(len(getattr(item, "class_masks", {})) == 2 for item in self.items)
 
     def head(self, limit: int | None) -> "Dataset":
-        return self if limit is None else Dataset(self.items[:limit], self.modality, self.source)
+        return self if limit is None else Dataset(self.items[:limit], self.modality, self.source, self.skipped)
 
 
 def load_dataset(path, format: str, *, split: str | None = None, text_column: str = "text", label_column: str = "label") -> Dataset:
@@ -116,6 +120,7 @@ def load_eraser(folder, split: str = "val") -> Dataset:
     Documents are pre-tokenised: their whitespace tokens are the words that evidence spans index
     (``start_token``..``end_token``, end exclusive). Each span's ``text`` must equal those words
     joined by spaces, or the data and the documents disagree and the rationale scores would be wrong.
+    Empty documents are left out, listed in ``skipped`` and in one warning.
     """
     folder = Path(folder)
     if not (folder / "docs").is_dir():
@@ -124,7 +129,7 @@ def load_eraser(folder, split: str = "val") -> Dataset:
     if not split_file.is_file():
         found = ", ".join(sorted(p.stem for p in folder.glob("*.jsonl"))) or "none"
         raise FileNotFoundError(f"no split {split!r} in {folder}: {split_file} is missing (splits there: {found})")
-    items = []
+    items, skipped = [], []
     for number, row in _json_lines(split_file):
         where = f"{split_file}:{number}"
         docid = row.get("annotation_id") or row.get("docid")
@@ -138,16 +143,21 @@ def load_eraser(folder, split: str = "val") -> Dataset:
                 evidence[span["start_token"] : span["end_token"]] = True
         if "classification" not in row:
             raise ValueError(f"{where} has no 'classification': the label of the document is needed")
+        problem = text_problem(" ".join(words))
+        if problem:
+            skipped.append(SkippedRow(str(docid), where, problem))
+            continue
         items.append(TextItem(str(docid), " ".join(words), row["classification"], where, words, evidence))
-    if not items:
+    if not items and not skipped:
         raise ValueError(f"the split file {split_file} has no documents: choose a split with data")
-    return Dataset(items, "text", f"{folder} ({split})")
+    warn_skipped(skipped, str(split_file), len(items))
+    return Dataset(items, "text", f"{folder} ({split})", skipped)
 
 
 def _eraser_words(folder: Path, docid: str, where: str) -> list[str]:
     for candidate in (folder / "docs" / docid, folder / "docs" / f"{docid}.txt"):
         if candidate.is_file():
-            return candidate.read_text(encoding="utf-8").split()
+            return read_utf8(candidate).split()
     raise FileNotFoundError(f"{where} refers to document {docid!r}, but {folder / 'docs' / docid} does not exist")
 
 
@@ -169,33 +179,33 @@ def _check_span(span: dict, docid: str, words: list[str], where: str) -> None:
 
 
 def _json_lines(path: Path):
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not JSON: {error.msg}") from error
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number} must be a JSON object")
-            yield number, row
+    for number, line in enumerate(read_utf8(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number} is not JSON: {error.msg}") from error
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number} must be a JSON object")
+        yield number, row
 
 
 # -- text files and HF datasets -----------------------------------------------------------------
 def load_text_file(path, *, text_column: str = "text", label_column: str = "label", id_column: str | None = None) -> Dataset:
-    """Labelled texts from a .csv, .tsv (GLUE style: quotes are text) or .jsonl file."""
+    """Labelled texts from a .csv, .tsv (GLUE style: quotes are text) or .jsonl file; rows without
+    usable text are left out, listed in ``skipped`` and in one warning."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {path}")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as handle:
-            if suffix == ".tsv":
-                reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            else:
-                reader = csv.DictReader(handle)
-            rows = [(number, row) for number, row in enumerate(reader, 2)]  # line 1 is the header
+        handle = io.StringIO(read_utf8(path), newline="")
+        if suffix == ".tsv":
+            reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.DictReader(handle)
+        rows = [(number, row) for number, row in enumerate(reader, 2)]  # line 1 is the header
     elif suffix in (".jsonl", ".json"):
         rows = list(_json_lines(path))
     else:
@@ -218,7 +228,7 @@ def from_hf(data, *, text_column: str = "text", label_column: str = "label", id_
 
 
 def _text_dataset(rows, source: str, text_column, label_column, id_column, unit: str = "line") -> Dataset:
-    items = []
+    items, skipped = [], []
     for number, row in rows:
         where = f"{source}:{number}" if unit == "line" else f"{source}, row {number}"
         for role, column in (("text", text_column), ("label", label_column), ("id", id_column)):
@@ -227,14 +237,16 @@ def _text_dataset(rows, source: str, text_column, label_column, id_column, unit:
                     f"{where} has no {role} column {column!r}; its columns are {', '.join(map(repr, row))}. "
                     f"Name the right one (CLI: --{role}-column)"
                 )
-        text = row[text_column]
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{where}: the text is empty or not text; remove the row or fix it")
         identifier = str(row[id_column]) if id_column else str(number)
-        items.append(TextItem(identifier, text, row[label_column], where))
-    if not items:
+        problem = text_problem(row[text_column])
+        if problem:
+            skipped.append(SkippedRow(identifier, where, problem))
+            continue
+        items.append(TextItem(identifier, row[text_column], row[label_column], where))
+    if not items and not skipped:
         raise ValueError(f"the data set {source} has no rows: nothing to evaluate")
-    return Dataset(items, "text", source)
+    warn_skipped(skipped, source, len(items))
+    return Dataset(items, "text", source, skipped)
 
 
 # -- image folders -------------------------------------------------------------------------------
@@ -273,11 +285,10 @@ def load_image_folder(folder) -> Dataset:
 
 
 def _read_labels(path: Path) -> dict[str, tuple[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"name", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{path} needs the columns 'name,label'; it has {reader.fieldnames}")
-        return {Path(row["name"]).with_suffix("").as_posix(): (row["label"], f"{path}:{n}") for n, row in enumerate(reader, 2)}
+    reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+    if not reader.fieldnames or not {"name", "label"} <= set(reader.fieldnames):
+        raise ValueError(f"{path} needs the columns 'name,label'; it has {reader.fieldnames}")
+    return {Path(row["name"]).with_suffix("").as_posix(): (row["label"], f"{path}:{n}") for n, row in enumerate(reader, 2)}
 
 
 def _mask_for(masks_dir: Path, relative: Path) -> Path | None:

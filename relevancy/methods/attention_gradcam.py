@@ -35,10 +35,11 @@ class AttentionGradCAM(Method):
     description = "GradCAM over the heads of the last attention map"
 
     def compute(self, run):
-        last = run.structure.num_layers - 1
-        observer = _LastLayer(run, last)
+        observer = _LastLayer(run, None)
         run.scope.observers.append(observer)
         run.forward()
+        observer.layer = run.attention_layers() - 1
+        last = run.structure.num_layers - 1  # the block that holds it
         run.backward(Pass.GRADIENT, to=last)
         if observer.map is None:
             raise RuntimeError("the last block's attention was not observed (no scaled_dot_product_attention call)")

@@ -22,8 +22,8 @@ class Rollout(Method):
         maps = ForwardMaps()
         run.scope.observers.append(maps)
         run.forward()
-        if sorted(maps.maps) != list(range(run.structure.num_layers)):
-            raise RuntimeError("attention was not observed in every block (no scaled_dot_product_attention call)")
+        if sorted(maps.maps) != list(range(run.attention_layers())):
+            raise RuntimeError("attention was not observed in every layer")
         normalised = {}
         for layer, attention in maps.maps.items():
             attention = attention + torch.eye(attention.shape[-1], dtype=attention.dtype)

@@ -28,5 +28,6 @@ class GradientXAttention(Method):
         fold = _Fold(run, self.start_layer)
         run.scope.observers.append(fold)
         run.forward()
+        run.attention_layers()  # a clear refusal before any pass when the maps cannot be rolled out
         run.backward(Pass.GRADIENT)
-        return fold.result(run.structure.num_layers), "tokens"
+        return fold.result(run.attention_layers()), "tokens"

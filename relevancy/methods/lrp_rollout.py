@@ -26,6 +26,7 @@ class LRPRollout(Method):
         fold = _Fold(run, self.start_layer)
         run.scope.observers.append(fold)
         run.forward()
+        run.attention_layers()  # a clear refusal before any pass when the maps cannot be rolled out
         run.readout  # noqa: B018 - the rollout starts from the readout row, which needs the gradient
         run.backward(Pass.RELEVANCE)
-        return fold.result(run.structure.num_layers), "tokens"
+        return fold.result(run.attention_layers()), "tokens"

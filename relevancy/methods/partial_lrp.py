@@ -29,10 +29,11 @@ class PartialLRP(Method):
     description = "LRP relevance of the last block's attention map (positive part, head mean)"
 
     def compute(self, run):
-        last = run.structure.num_layers - 1
-        observer = _LastLayer(run, last)
+        observer = _LastLayer(run, None)
         run.scope.observers.append(observer)
         run.forward()
+        observer.layer = run.attention_layers() - 1
+        last = run.structure.num_layers - 1  # the block that holds it
         run.readout  # noqa: B018 - the readout row needs the gradient pass, before the relevance pass
         run.backward(Pass.RELEVANCE, to=last)
         if observer.map is None:

@@ -14,10 +14,8 @@ class RawAttention(Method):
     description = "Last block's head-mean attention from the readout token"
 
     def compute(self, run):
-        last = run.structure.num_layers - 1
-        maps = ForwardMaps(layers={last})
+        maps = ForwardMaps(last_only=True)
         run.scope.observers.append(maps)
         run.forward()
-        if last not in maps.maps:
-            raise RuntimeError("the last block's attention was not observed (no scaled_dot_product_attention call)")
+        last = run.attention_layers() - 1
         return (run.readout.unsqueeze(1) @ maps.maps[last]).squeeze(1), "tokens"

@@ -70,11 +70,14 @@ def roll_out(readout: torch.Tensor, layer_maps: dict[int, torch.Tensor], start_l
 class ForwardMaps(AttentionObserver):
     """Keeps one reduced (B, N, N) map per layer during the forward (head mean of A)."""
 
-    def __init__(self, layers: set[int] | None = None) -> None:
+    def __init__(self, layers: set[int] | None = None, last_only: bool = False) -> None:
         self.layers = layers
+        self.last_only = last_only  # keep only the latest layer's map (the last one, once the forward is done)
         self.maps: dict[int, torch.Tensor] = {}
 
     def on_forward(self, call) -> None:
+        if self.last_only:
+            self.maps.clear()
         if self.layers is None or call.layer in self.layers:
             with torch.no_grad():
                 maps = [chunk.widen(chunk.probabilities().mean(1)) for chunk in call.row_chunks()]

@@ -44,6 +44,11 @@ class AttentionCall:
     grad_output: torch.Tensor | None = field(default=None, repr=False)
 
     @property
+    def map_shape(self) -> tuple[int, int, int]:
+        """(batch, query rows, keys) of the whole layer's map."""
+        return self.query.shape[0], self.first_row + self.query.shape[-2], self.key.shape[-2]
+
+    @property
     def rows(self) -> slice:
         """The query rows of the whole layer that this call covers."""
         return slice(self.first_row, self.first_row + self.query.shape[-2])
@@ -257,3 +262,91 @@ def scaled_dot_product_attention(function, state, observers, layer, args, kwargs
         observer.on_forward(call)
     rule = Attention(call, state, observers)
     return _AttentionNode.apply(rule, output, query, key, value), call
+
+
+@dataclass
+class MapCall:
+    """An attention layer that computes its map itself (eager attention: softmax(...) @ v), observed
+    where the map meets the values. Same interface as ``AttentionCall`` for methods; the map
+    exists already, so it is never recomputed nor cut into chunks."""
+
+    layer: int
+    map: torch.Tensor  # the model's own probabilities, (B, H, N, M)
+    operand: torch.Tensor  # the map as it enters the product (e.g. (B*H, N, M) for bmm)
+    value: torch.Tensor
+    grad_output: torch.Tensor | None = field(default=None, repr=False)
+    first_row: int = 0
+    causal: bool = False
+
+    @property
+    def query(self) -> torch.Tensor:  # methods read its dtype and row count only
+        return self.map
+
+    @property
+    def map_shape(self) -> tuple[int, int, int]:
+        return self.map.shape[0], self.map.shape[-2], self.map.shape[-1]
+
+    @property
+    def rows(self) -> slice:
+        return slice(0, self.map.shape[-2])
+
+    def row_chunks(self, max_elements: int | None = None) -> Iterator["MapCall"]:
+        yield self
+
+    def widen(self, tensor: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        return tensor
+
+    def probabilities(self, scores=None) -> torch.Tensor:
+        return self.map
+
+    def probability_gradient(self) -> torch.Tensor:
+        """d target / d A = dO v^T, in the product's own shapes, then as (B, H, N, M)."""
+        if self.grad_output is None:
+            raise RuntimeError("the gradient pass has not reached this attention layer")
+        return sum_to(self.grad_output @ self.value.transpose(-1, -2), self.operand.shape).reshape(self.map.shape)
+
+
+class ProbabilityProduct(Rule):
+    """A @ v of an eager attention layer: the paper's rule for A v (the basic rule on both operands,
+    each share halved), with A and R_A shown to the observers."""
+
+    def __init__(self, call: MapCall, state: PassState, observers: list[AttentionObserver]):
+        self.call = call
+        self.state = state
+        self.observers = observers
+
+    def relevance(self, relevance, output, probabilities, value):
+        s = safe_divide(relevance, output)
+        relevance_probs = sum_to(probabilities * (s @ value.transpose(-1, -2)) / 2, probabilities.shape)
+        relevance_value = sum_to(value * (probabilities.transpose(-1, -2) @ s) / 2, value.shape)
+        for observer in self.observers:
+            observer.on_relevance(self.call, self.call.map, relevance_probs.reshape(self.call.map.shape))
+        return relevance_probs, relevance_value
+
+
+class _ObservedNode(torch.autograd.Function):
+    """Records the gradient reaching an eager attention product in the gradient pass."""
+
+    @staticmethod
+    def forward(ctx, rule: ProbabilityProduct, output, probabilities, value):
+        ctx.rule = rule
+        ctx.save_for_backward(output, probabilities, value)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad):
+        rule = ctx.rule
+        if rule.state.current is Pass.GRADIENT:
+            rule.call.grad_output = grad
+            for observer in rule.observers:
+                observer.on_gradient(rule.call)
+            return None, grad, None, None
+        return (None, None, *rule.relevance(grad, *ctx.saved_tensors))
+
+
+def observed_product(output, probabilities, value, map_, state, observers, layer, announce: bool = True):
+    """Put the eager attention rule on ``probabilities @ value``'s true output."""
+    call = MapCall(layer, map_, probabilities, value)
+    for observer in observers if announce else ():
+        observer.on_forward(call)
+    return _ObservedNode.apply(ProbabilityProduct(call, state, observers), output, probabilities, value), call

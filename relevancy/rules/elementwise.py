@@ -96,3 +96,18 @@ class Bilinear(Rule):
             s = safe_divide(relevance, z)
             grad_a, grad_b = torch.autograd.grad(z, (a_, b_), s, create_graph=differentiable)
         return a * grad_a / 2, b * grad_b / 2
+
+
+class LinearMap(Rule):
+    """A fixed linear map without weights or bias (average pooling, interpolation, cumulative sums):
+    each input element gets the share it contributes, x * f^T(R / f(x)) (the z-rule of a linear map)."""
+
+    def __init__(self, function) -> None:
+        self.function = function
+
+    def relevance(self, relevance, x):
+        with torch.enable_grad():
+            x_ = x.detach().requires_grad_()
+            z = self.function(x_)
+            (grad,) = torch.autograd.grad(z, x_, safe_divide(relevance, z), create_graph=torch.is_grad_enabled())
+        return (x * grad,)

@@ -46,14 +46,23 @@ class AlphaBetaLinear(Rule):
 
 
 class _Conv:
-    def __init__(self, stride, padding, dilation, groups) -> None:
+    """A convolution's geometry; ``dims`` 1 or 2 (a text model's 1-d convolutions, a patch embedding)."""
+
+    def __init__(self, stride, padding, dilation, groups, dims: int = 2) -> None:
         self.geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        self.convolution = F.conv1d if dims == 1 else F.conv2d
 
     def _forward(self, x, weight):
-        return F.conv2d(x, weight, None, **self.geometry)
+        return self.convolution(x, weight, None, **self.geometry)
 
     def _backward(self, x, weight, s):
-        return conv2d_input(x.shape, weight, s, **self.geometry)
+        """The transposed convolution of ``s``: its gradient with respect to the input (any padding)."""
+        if self.convolution is F.conv2d and not isinstance(self.geometry["padding"], str):
+            return conv2d_input(x.shape, weight, s, **self.geometry)
+        with torch.enable_grad():
+            x_ = x.detach().requires_grad_()
+            (grad,) = torch.autograd.grad(self._forward(x_, weight), x_, s, create_graph=torch.is_grad_enabled())
+        return grad
 
 
 class ZBetaConv2d(_Conv, Rule):
@@ -61,8 +70,9 @@ class ZBetaConv2d(_Conv, Rule):
 
     def relevance(self, relevance, x, weight):
         flat = x.reshape(x.shape[0], -1)
-        low = flat.min(dim=1).values.reshape(-1, 1, 1, 1).expand_as(x)
-        high = flat.max(dim=1).values.reshape(-1, 1, 1, 1).expand_as(x)
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        low = flat.min(dim=1).values.reshape(shape).expand_as(x)
+        high = flat.max(dim=1).values.reshape(shape).expand_as(x)
         w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
         z = self._forward(x, weight) - self._forward(low, w_pos) - self._forward(high, w_neg) + 1e-9
         s = relevance / z

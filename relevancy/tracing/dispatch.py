@@ -8,18 +8,18 @@ need a rule. Anything else that computes a live float tensor is an error naming 
 from __future__ import annotations
 
 import contextlib
+import dis
+import os
+import sys
 from typing import Any, Callable
 
 import torch
 
+from ..errors import UnsupportedOperationError
 from ..rules import attention
 from ..rules.base import PassState, attach
-from ..rules.elementwise import Bilinear, FirstOperand, Identity, Product, Reduce, Sum
+from ..rules.elementwise import Bilinear, FirstOperand, Identity, LinearMap, Product, Reduce, Sum
 from ..rules.linear import AlphaBetaConv2d, AlphaBetaLinear, ZBetaConv2d
-
-
-class UnsupportedOperationError(TypeError):
-    """An operation on the explained input that has no relevance rule."""
 
 
 # Operations that only move, copy, select or re-type elements: their gradient routes relevance
@@ -29,19 +29,64 @@ ROUTING = frozenset(
     expand expand_as broadcast_to repeat repeat_interleave tile cat concat concatenate stack hstack vstack
     split split_with_sizes tensor_split chunk unbind narrow select __getitem__ index_select gather
     take_along_dim to type type_as float double half bfloat16 clone masked_fill where pad roll flip
-    movedim moveaxis swapaxes swapdims t __get__ _unsafe_view alias""".split()
+    movedim moveaxis swapaxes swapdims t __get__ _unsafe_view alias topk sort max min amax amin kthvalue
+    masked_scatter index_put scatter index_copy diagonal tril triu unfold as_strided""".split()
 )
 
+# Normalisations and activations pass relevance on unchanged (the paper's rule for LayerNorm and GELU;
+# batch norm and L2-normalisation are normalisations like LayerNorm).
 IDENTITY = frozenset(
-    """layer_norm group_norm rms_norm gelu relu relu6 silu mish elu selu celu leaky_relu hardtanh tanh
-    sigmoid softmax dropout dropout1d dropout2d alpha_dropout feature_alpha_dropout neg __neg__ negative
-    positive""".split()
+    """layer_norm group_norm rms_norm batch_norm instance_norm normalize gelu relu relu6 silu mish elu selu
+    celu leaky_relu hardtanh hardswish hardsigmoid tanh sigmoid softplus softmax log_softmax dropout dropout1d
+    dropout2d alpha_dropout feature_alpha_dropout neg __neg__ negative positive""".split()
 )
+
+# Results that do not depend on the input's values (shapes, fresh constants, a cut graph): no relevance.
+CONSTANT = frozenset(
+    """zeros_like ones_like empty_like full_like rand_like randn_like randint_like new_zeros new_ones new_full
+    new_empty new_tensor detach detach_ size dim numel""".split()
+)
+
+# Normalisers computed from the input (1 / max, 1 / sqrt(variance)) are held constant, as LayerNorm's
+# scale is: gradients still flow through them, relevance goes to what they scale.
+NORMALISERS = frozenset("reciprocal rsqrt sqrt __rtruediv__ var std norm".split())
+
+# Fixed linear maps without weights: relevance is split in proportion to each input's contribution.
+LINEAR_MAPS = frozenset(
+    """avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d
+    interpolate upsample cumsum""".split()
+)
+
+# Eager attention: the probabilities travel from the softmax to their product with the values
+# through these without changing (dropout in eval mode, casts, reshapes).
+CARRIES_PROBABILITIES = frozenset("dropout to type type_as float half bfloat16 double contiguous view reshape clone".split())
 
 ADD = frozenset("add __add__ __radd__ sub __sub__ __rsub__ subtract".split())
 MUL = frozenset("mul __mul__ __rmul__ multiply div __truediv__ true_divide divide".split())
 MATMUL = frozenset("matmul __matmul__ __rmatmul__ bmm einsum".split())
-INPLACE_SUFFIX = "_"
+# Out-of-place forms of in-place arithmetic, for ``x op= y`` (see ``Dispatcher._in_place``).
+AUGMENTED = {"add_": "add", "sub_": "sub", "mul_": "mul", "div_": "div", "true_divide_": "div"}
+_PACKAGE_DIRS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(torch.__file__))
+
+
+def _is_in_place(name: str) -> bool:
+    """``add_``, ``masked_fill_``, ``__iadd__``…, but not reflected or other dunders (``__rsub__``)."""
+    if name.startswith("__") and name.endswith("__"):
+        return name.startswith("__i") and name not in ("__index__", "__int__", "__invert__", "__init__", "__iter__")
+    return name.endswith("_") and not name.startswith("_")
+
+
+def _augmented_assignment() -> bool:
+    """Whether the model's own code is executing ``x op= y`` (then Python rebinds ``x`` to the
+    operator's result) rather than calling ``x.add_(y)`` for its side effect. PyTorch dispatches
+    both as ``add_``; the calling instruction tells them apart."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIRS):
+        frame = frame.f_back
+    if frame is None or sys.version_info < (3, 11):
+        return False
+    code, at = frame.f_code.co_code, frame.f_lasti
+    return dis.opname[code[at]] == "BINARY_OP" and 13 <= code[at + 1] <= 25  # NB_INPLACE_ADD .. NB_INPLACE_XOR
 
 
 def _name(function: Callable) -> str:
@@ -73,6 +118,7 @@ class Dispatcher:
         self.calls: list = []  # the attention calls of the last forward, in order
         self.replaying = False  # recomputing one block (checkpointing): observers saw its forward already
         self.linear_rule = AlphaBetaLinear()
+        self.input_batch: int | None = None  # batch size of the explained input (attention maps are per sample)
         self._token = object()
 
     def reset_calls(self) -> None:
@@ -104,25 +150,71 @@ class Dispatcher:
     def __call__(self, function: Callable, args: tuple, kwargs: dict) -> Any:
         name = _name(function)
         live = [t for t in _tensors(args) + _tensors(list(kwargs.values())) if self.is_live(t)]
-        if name == "scaled_dot_product_attention" and live:
+        if not live or name in CONSTANT or (name in NORMALISERS and self.rules):
+            return function(*args, **kwargs)
+        if _is_in_place(name):
+            return self._in_place(name, function, args, kwargs)
+        if name == "scaled_dot_product_attention":
             output, call = attention.scaled_dot_product_attention(
                 function, self.state, self.observers, len(self.calls), args, kwargs, self.explicit_attention,
                 announce=not self.replaying,
             )
             self.calls.append(call)
             return self.mark(output)
-        if name == "embedding":
-            return self.mark(function(*args, **kwargs))
         output = function(*args, **kwargs)
-        if not live or not any(t.is_floating_point() for t in _tensors([output])):
+        if not any(t.is_floating_point() for t in _tensors([output])):
             return output
+        if name in MATMUL and self._probabilities(args):
+            return self.mark(self._eager_attention(args, output))
         if name in ROUTING:
-            return self._inherit_origin(self.mark(output), live[0])
-        if name.endswith(INPLACE_SUFFIX) or name.startswith("__i"):
-            self._unsupported(name, "in-place arithmetic on a tensor that carries relevance")
-        if not self.rules:
-            return self.mark(output)
-        return self.mark(self._apply_rule(name, function, args, kwargs, output))
+            result = self._inherit_origin(self.mark(output), live[0])
+        elif not self.rules:
+            result = self.mark(output)
+        else:
+            result = self.mark(self._apply_rule(name, function, args, kwargs, output))
+        if name == "softmax" or name in CARRIES_PROBABILITIES:
+            self._carry_probabilities(name, args, result)
+        return result
+
+    def _in_place(self, name, function, args, kwargs):
+        """``x op= y`` on tensors that carry relevance runs out of place under the rules, and Python
+        rebinds ``x`` to the result. An in-place method called for its side effect (``x.add_(y)``)
+        cannot be rebound: refused before it runs, so nothing is ever applied twice."""
+        if name in AUGMENTED and _augmented_assignment():
+            return self(getattr(torch.Tensor, AUGMENTED[name]), args, kwargs)
+        self._unsupported(
+            name, "an in-place operation on a tensor that carries relevance (refused before it ran; "
+            "`x = x + y` style code is supported)"
+        )
+
+    # -- eager attention: softmax(scores) @ v, as the model computes it --------------------------
+    def _carry_probabilities(self, name, args, result) -> None:
+        if not isinstance(result, torch.Tensor):
+            return
+        if name == "softmax":
+            result._relevancy_probabilities = True
+            return
+        source = args[0] if args else None
+        if getattr(source, "_relevancy_probabilities", False) and result.shape[-1] == source.shape[-1]:
+            result._relevancy_probabilities = True
+
+    def _probabilities(self, args) -> bool:
+        """Whether ``args`` are (attention probabilities, values), both carrying relevance."""
+        if len(args) < 2 or not (self.is_live(args[0]) and self.is_live(args[1])):
+            return False
+        return getattr(args[0], "_relevancy_probabilities", False)
+
+    def _eager_attention(self, args, output):
+        operand, value = args[0], args[1]
+        batch = self.input_batch or operand.shape[0]
+        if operand.dim() < 3 or operand.shape[0] % batch:
+            self._unsupported("matmul", "attention probabilities whose first dimension is not the batch")
+        map_ = operand.reshape(batch, -1, *operand.shape[-2:])  # (B, H, N, M); bmm's (B*H, N, M) is batch-major
+        wrapped, call = attention.observed_product(
+            output, operand, value, map_ if self.explicit_attention else map_.detach(), self.state, self.observers, len(self.calls), announce=not self.replaying
+        )
+        self.calls.append(call)
+        return wrapped
 
     def _apply_rule(self, name, function, args, kwargs, output):
         state = self.state
@@ -139,9 +231,11 @@ class Dispatcher:
             if self.is_live(a) and self.is_live(b):
                 if name in ("mul", "__mul__", "__rmul__", "multiply"):
                     return attach(Product(), state, output, a, b)
-                self._unsupported(name, "division by a tensor that carries relevance")
-            if not self.is_live(a) and name in ("__rtruediv__",):
-                self._unsupported(name, "division by a tensor that carries relevance")
+                # x / n(x): a normalisation (a router's weights over their sum), whose divisor is held
+                # constant as LayerNorm's is: the numerator keeps the relevance
+                wrapped = attach(Identity(), state, output, a)
+                wrapped._relevancy_scaled_from = self._origin(a)
+                return wrapped
             scaled = a if self.is_live(a) else b
             wrapped = attach(Identity(), state, output, scaled)
             wrapped._relevancy_scaled_from = self._origin(scaled)
@@ -156,14 +250,22 @@ class Dispatcher:
             return self._linear(x, weight_t.t(), output, name, bias, reuse_output=not scaled)
         if name in MATMUL:
             return self._matmul(name, function, args, kwargs, output)
-        if name == "conv2d":
+        if name == "baddbmm":
+            # beta * bias + alpha * (a @ b), e.g. ALiBi + q k^T: the bias is held like an attention mask
+            bias, a, b, beta, alpha = _bind(args, kwargs, ("input", "batch1", "batch2", "beta", "alpha"), (1, 1))
+            if self.is_live(bias):
+                self._unsupported(name, "an added term that depends on the input")
+            return attach(Bilinear(lambda x, y, s=alpha: torch.bmm(x, y) * s), state, output, a, b)
+        if name in LINEAR_MAPS:
+            x = args[0]
+            return attach(LinearMap(lambda t: function(t, *args[1:], **kwargs)), state, output, x)
+        if name in ("conv1d", "conv2d"):
             x, weight, _, stride, padding, dilation, groups = _bind(
                 args, kwargs, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"), (None, 1, 0, 1, 1)
             )
-            if isinstance(padding, str):
-                self._unsupported(name, "string padding")
             rule_type = ZBetaConv2d if getattr(x, "_relevancy_pixels", False) else AlphaBetaConv2d
-            return attach(rule_type(stride, padding, dilation, groups), state, output, x, weight)
+            dims = 1 if name == "conv1d" else 2
+            return attach(rule_type(stride, padding, dilation, groups, dims), state, output, x, weight)
         if name in ("sum", "mean"):
             x, dims, keepdim = _bind(args, kwargs, ("input", "dim", "keepdim"), (None, False))
             if isinstance(dims, int):

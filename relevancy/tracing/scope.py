@@ -3,10 +3,11 @@
 Inside ``with RelevanceScope(model) as scope:``, and ``with scope.tracing():`` around the model's
 forward call, every torch operation goes through the dispatcher (a ``TorchFunctionMode``, so
 nothing global is patched); norm and activation modules
-get module-level identity rules, the model is in eval mode with SDPA attention, and parameters
-do not require gradients unless the map must be differentiable. On exit — errors included — the
-hooks are removed and train/eval mode, ``requires_grad`` flags and the attention implementation
-are restored exactly.
+get module-level identity rules, the model is in eval mode, and parameters do not require
+gradients unless the map must be differentiable. The model keeps its own attention
+implementation (SDPA and eager attention are both observed as they run). On exit — errors
+included — the hooks are removed and train/eval mode and ``requires_grad`` flags are restored
+exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..errors import UnsupportedModelError
 from ..rules.base import Pass, PassState, attach
 from ..rules.elementwise import Identity
 from .dispatch import Dispatcher
@@ -40,7 +42,7 @@ def _is_norm(module: nn.Module) -> bool:
         return True
     name = type(module).__name__
     params = list(module.parameters(recurse=False))
-    return name.endswith(("RMSNorm", "LayerNorm")) and not list(module.children()) and len(params) <= 2
+    return name.endswith(("RMSNorm", "LayerNorm", "NoNorm")) and not list(module.children()) and len(params) <= 2
 
 
 def _is_activation(module: nn.Module) -> bool:
@@ -97,6 +99,7 @@ class RelevanceScope:
         """Declare ``tensor`` as the explained input: relevance flows towards it."""
         if pixels:
             tensor._relevancy_pixels = True
+        self.dispatcher.input_batch = tensor.shape[0]
         return self.dispatcher.mark(tensor)
 
     def is_live(self, tensor) -> bool:
@@ -127,15 +130,13 @@ class RelevanceScope:
         self._saved = {
             "training": {name: m.training for name, m in model.named_modules()},
             "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
-            "attention": self._attention_configs(),
         }
         try:
+            self._check_attention_implementation()
             model.eval()
             if not self.differentiable:
                 for parameter in model.parameters():
                     parameter.requires_grad_(False)
-            for config, _ in self._saved["attention"]:
-                config._attn_implementation_internal = "sdpa"
             self._install_module_hooks()
         except BaseException:
             self._restore()
@@ -156,18 +157,19 @@ class RelevanceScope:
         parameters = dict(self.model.named_parameters())
         for name, flag in saved.get("requires_grad", {}).items():
             parameters[name].requires_grad_(flag)
-        for config, value in saved.get("attention", []):
-            config._attn_implementation_internal = value
         self._saved = {}
 
-    def _attention_configs(self) -> list:
-        seen, found = set(), []
+    def _check_attention_implementation(self) -> None:
+        """Fused kernels other than SDPA (flash, flex) hide the attention map from PyTorch's dispatch."""
         for module in self.model.modules():
             config = getattr(module, "config", None)
-            if config is not None and hasattr(config, "_attn_implementation_internal") and id(config) not in seen:
-                seen.add(id(config))
-                found.append((config, config._attn_implementation_internal))
-        return found
+            implementation = getattr(config, "_attn_implementation", None) if config is not None else None
+            if isinstance(implementation, str) and implementation not in ("eager", "sdpa"):
+                raise UnsupportedModelError(
+                    f"{type(self.model).__name__} runs attention with {implementation!r} (module "
+                    f"{type(module).__name__}), whose attention maps relevancy cannot observe; relevancy explains "
+                    "'eager' and 'sdpa' attention: load the model with attn_implementation='sdpa' or 'eager'"
+                )
 
     # -- module hooks ------------------------------------------------------------------------------
     def _module_path(self) -> str:

@@ -1,6 +1,7 @@
 """The audit end to end: a planted shortcut is found, a killed run resumes, the CLI writes reports."""
 
 import json
+import re
 
 import pytest
 
@@ -30,9 +31,18 @@ def test_planted_shortcut_is_ranked_first(planted, tmp_path):
     assert all(e[1].startswith("doc") and "«zq»" in e[2] for e in top.evidence)
     planted_stats = next(s for s in report.words if s.item == toy.PLANTED)
     assert planted_stats.associated_class == 1 and planted_stats.top_k_rate > 0.9
+    assert top.association.significant and top.association.share == 1.0  # zq is only ever in positives
+    assert top.shortcut.class_drops[1] > 0.5 and sum(top.shortcut.class_drops) == pytest.approx(0.0, abs=1e-6)
+    assert [f.item for f in report.shortcut_flags()] == [toy.PLANTED]  # the sentiment words are not shortcuts
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["flags"]["shortcut"][0]["item"] == toy.PLANTED
-    assert "«zq»" in (tmp_path / "report.html").read_text()
+    assert saved["flags"]["shortcut"][0]["association"]["p_adjusted"] < 1e-20
+    page = (tmp_path / "report.html").read_text()
+    assert re.search(r"<tr id='row-0' class='flagged' data-word='zq'>", page)  # ranked first, flagged
+    assert "data-word='zq' data-info='zq: lift" in page  # its point in the plot
+    assert re.search(r"<h3 class='w'>zq</h3><p>shortcut candidate: the data ties it to positive: .*?"
+                     r"<span class='tok hit' title='zq: ", page)  # its documents, the word outlined
+    assert "`" not in page
     assert "| 1 | `zq` |" in (tmp_path / "report.md").read_text()
 
 

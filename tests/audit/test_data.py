@@ -5,6 +5,7 @@ import json
 import pytest
 
 from relevancy.audit.data import encode_labels, load_texts, parse_label_map
+from relevancy.data_checks import SkippedRowsWarning
 
 LABELS = {0: "negative", 1: "positive"}
 
@@ -67,3 +68,55 @@ def test_errors_name_the_problem(tmp_path):
         encode_labels(load_texts([{"text": "x", "label": 2}]), LABELS)
     with pytest.raises(ValueError, match="more than once"):
         load_texts([{"text": "x", "label": 0, "i": "a"}, {"text": "y", "label": 0, "i": "a"}], id_column="i")
+
+
+def test_rows_without_text_are_skipped_listed_and_counted_by_limit(tmp_path):
+    rows = [
+        {"text": "good", "label": 1}, {"text": "", "label": 0}, {"text": " \t", "label": 1},
+        {"text": None, "label": 0}, {"text": "bad", "label": 0}, {"text": "fine", "label": 1},
+    ]
+    with pytest.warns(SkippedRowsWarning, match=r"skipped 3 row\(s\) of list object without text: row-1 \(the text is empty\); "
+                      r"row-2 .*only whitespace\); row-3 .*NoneType"):
+        data = load_texts(rows)
+    assert [e.id for e in data] == ["row-0", "row-4", "row-5"]
+    assert [(s.id, s.reason) for s in data.skipped] == [
+        ("row-1", "the text is empty"), ("row-2", "the text is only whitespace"), ("row-3", "the text is NoneType, not a string"),
+    ]
+    with pytest.warns(SkippedRowsWarning, match="skipped 3 row"):
+        limited = load_texts(rows, limit=2)  # the first two with text; rows after the second are not read
+    assert [e.id for e in limited] == ["row-0", "row-4"] and len(limited.skipped) == 3
+    with pytest.raises(ValueError, match=r"none of the 2 rows of list object has text to use.*--text-column"):
+        load_texts([{"text": "", "label": 0}, {"text": "  ", "label": 1}])
+
+
+def test_non_utf8_files_name_the_file_the_line_and_the_fix(tmp_path):
+    (tmp_path / "a.csv").write_bytes(b"text,label\ngood,1\nthe caf\xe9 was bad,0\n")
+    with pytest.raises(ValueError, match=r"a\.csv is not UTF-8 text \(line 3: byte 0xe9 after 'the caf'.*iconv -f WINDOWS-1252 -t UTF-8 .*a\.csv > .*a-utf8\.csv"):
+        load_texts(tmp_path / "a.csv")
+    (tmp_path / "b.jsonl").write_bytes(b'{"text": "ok", "label": 1}\n{"text": "\xff", "label": 0}\n')
+    with pytest.raises(ValueError, match=r"b\.jsonl is not UTF-8 text \(line 2: byte 0xff"):
+        load_texts(tmp_path / "b.jsonl")
+    (tmp_path / "c.csv").write_bytes("text,label\nbien,1\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"c\.csv is not UTF-8 text \(it is UTF-16.*iconv -f UTF-16"):
+        load_texts(tmp_path / "c.csv")
+    (tmp_path / "my data.csv").write_bytes(b"text,label\ncaf\xe9,1\n")
+    with pytest.raises(ValueError, match=r"iconv -f WINDOWS-1252 -t UTF-8 '.*my data\.csv' > '.*my data-utf8\.csv'"):
+        load_texts(tmp_path / "my data.csv")  # the command can be pasted as it is
+    (tmp_path / "d.csv").write_bytes("text,label\ncafé,1\n".encode("utf-8-sig"))  # Excel's "CSV UTF-8"
+    assert [(e.text, e.label) for e in load_texts(tmp_path / "d.csv")] == [("café", 1)]
+
+
+def test_audit_and_evaluation_skip_the_same_rows_for_the_same_reasons(tmp_path):
+    from relevancy.evaluation.data import load_text_file
+
+    path = tmp_path / "a.jsonl"
+    rows = [{"text": "good", "label": 1}, {"text": "   ", "label": 0}, {"text": 3, "label": 1}, {"text": "", "label": 0}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.warns(SkippedRowsWarning):
+        audited = load_texts(path)
+    with pytest.warns(SkippedRowsWarning):
+        evaluated = load_text_file(path)
+    assert [s.reason for s in audited.skipped] == [s.reason for s in evaluated.skipped] == [
+        "the text is only whitespace", "the text is int, not a string", "the text is empty",
+    ]
+    assert [e.text for e in audited] == [i.text for i in evaluated.items] == ["good"]

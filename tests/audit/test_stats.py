@@ -1,27 +1,14 @@
-"""The audit's statistics on a hand-made data set equal values computed by hand."""
+"""The audit's statistics on a hand-made data set equal values computed by hand, and the label
+tests equal exact rational computations."""
 
 import math
+from fractions import Fraction
 
 import pytest
 
-from relevancy.audit import AuditReport, Statistics, Thresholds, log_odds_ratio, mutual_information
-from relevancy.audit.stats import ItemStats
-
-
-def record(doc_id, label, tokens, scores, words=None, rationale=None):
-    """[CLS] is the excluded readout, [SEP] a special unit; every other token is a word of its own."""
-    special = [t in ("[CLS]", "[SEP]") for t in tokens]
-    if words is None:
-        words = [[t, [i]] for i, t in enumerate(tokens) if not special[i]]
-    offsets, position = [], 0
-    for t in tokens:
-        offsets.append((position, position + len(t)))
-        position += len(t) + 1
-    return {
-        "id": doc_id, "label": label, "text": " ".join(tokens), "tokens": tokens, "scores": scores,
-        "special": special, "excluded": [t == "[CLS]" for t in tokens], "offsets": offsets, "words": words,
-        "rationale": rationale,
-    }
+from relevancy.audit import Statistics, log_odds_ratio, mutual_information
+from relevancy.audit.stats import association_test, binomial_tail, equivalence_p_value
+from tests.audit.records import record
 
 
 DOCS = [
@@ -80,6 +67,12 @@ def test_label_association(stats):
     expected = 0.25 * math.log2(0.25 / (0.75 * 0.5)) + 0.5 * math.log2(0.5 / (0.75 * 0.5)) + 0.25 * math.log2(0.25 / (0.25 * 0.5))
     assert stats["movie"].mutual_information == pytest.approx(expected)
     assert stats["[SEP]"].mutual_information == pytest.approx(0.0, abs=1e-12)
+    # the binomial test: 2 of 2 "good" documents are positive, base rate 1/2
+    assert stats["good"].label_counts == [0, 2]
+    assert stats["good"].p_values == pytest.approx([1.0, 0.25])
+    assert stats["good"].z == pytest.approx([-math.sqrt(2), math.sqrt(2)])
+    # movie: 2 of its 3 documents are negative: P(K >= 2 | 3, 1/2) = (3 + 1) / 8
+    assert stats["movie"].associated_class == 0 and stats["movie"].p_values[0] == pytest.approx(4 / 8)
 
 
 def test_formulas_directly():
@@ -112,32 +105,45 @@ def test_evidence_keeps_the_most_and_least_relevant_documents(stats):
     assert "«movie»" in stats["movie"].top_evidence[0][2]
 
 
-def item(name, **overrides):
-    values = dict(
-        item=name, level="word", count=10, documents=10, mean_share=0.1, mean_lift=1.0, total_share=1.0, top_k_rate=0.5,
-        positive_rate=1.0, log_odds=[0.0, 0.0], mutual_information=0.0, associated_class=0, special=False,
-        punctuation=False, stop_word=False, rationale_count=0, rationale_lift=None,
-    )
-    values.update(overrides)
-    return ItemStats(**values)
+def exact_tail(k: int, n: int, p: Fraction) -> float:
+    """P(K >= k), K ~ Binomial(n, p), in exact rational arithmetic."""
+    return float(sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(max(k, 0), n + 1)))
 
 
-def test_flags_follow_the_thresholds():
-    words = [
-        item("the", mean_lift=3.0, stop_word=True, log_odds=[0.1, -0.1]),
-        item("zz", mean_lift=2.5, log_odds=[0.2, -0.2]),
-        item("!", mean_lift=4.0, punctuation=True, log_odds=[-2.0, 2.0], associated_class=1),  # evidence in this data
-        item("great", mean_lift=2.5, log_odds=[-2.0, 2.0], associated_class=1),  # relevant and associated: fine
-        item("awful", mean_lift=0.2, log_odds=[2.0, -2.0]),  # associated, little relevance
-        item("plot", mean_lift=1.0, rationale_count=5, rationale_lift=0.3),
-        item("rare", mean_lift=9.0, count=2),  # too rare to judge
-    ]
-    meta = {"labels": {0: "negative", 1: "positive"}}
-    report = AuditReport(meta=meta, words=words, tokens=[], shortcuts=[], thresholds=Thresholds())
-    assert [f.item for f in report.over_relevant()] == ["the", "zz"]
-    assert any("stop word" in r for r in report.over_relevant()[0].reasons)
-    assert [f.item for f in report.under_relevant()] == ["awful", "plot"]
-    assert "negative" in report.under_relevant()[0].reasons[0]
-    assert report.rank("zz", "over_relevant") == 2 and report.rank("great", "over_relevant") is None
-    markdown = report.to_markdown()
-    assert "## Over-relevant words" in markdown and "`zz`" in markdown
+@pytest.mark.parametrize("n", [1, 7, 40, 151])
+@pytest.mark.parametrize("p", [Fraction(1, 2), Fraction(427, 1000), Fraction(1, 20), Fraction(9, 10)])
+def test_binomial_tail_equals_exact_sums(n, p):
+    for k in sorted({0, 1, n // 3, n // 2, (2 * n) // 3, n - 1, n, n + 1}):
+        expected = exact_tail(k, n, p)
+        assert binomial_tail(k, n, float(p)) == pytest.approx(expected, rel=1e-9, abs=1e-15), (k, n, p)
+
+
+def test_binomial_tail_known_values_and_edges():
+    assert binomial_tail(144, 144, 0.5) == pytest.approx(2.0**-144, rel=1e-12)  # far tails stay relative-accurate
+    assert binomial_tail(3, 5, 0.5) == pytest.approx(0.5)  # symmetric: P(K >= 3) = P(K <= 2)
+    assert binomial_tail(1, 10, 0.1) == pytest.approx(1 - 0.9**10)
+    assert binomial_tail(0, 5, 0.3) == 1.0 and binomial_tail(6, 5, 0.3) == 0.0
+    assert binomial_tail(2, 5, 0.0) == 0.0 and binomial_tail(2, 5, 1.0) == 1.0
+    big = binomial_tail(600, 1000, 0.5)  # normal approximation: z = 6.32, tail ~ 1.3e-10
+    assert 0.5e-10 < big < 2e-10
+
+
+def test_association_test_per_class():
+    z, p = association_test([2, 12], [573, 427])
+    base = Fraction(427, 1000)
+    assert p[1] == pytest.approx(exact_tail(12, 14, base), rel=1e-9)
+    assert p[0] == pytest.approx(exact_tail(2, 14, 1 - base), rel=1e-9)
+    assert z[1] == pytest.approx((12 - 14 * 0.427) / math.sqrt(14 * 0.427 * 0.573))
+    assert z[0] == pytest.approx(-z[1])
+    assert association_test([3], [10]) == ([0.0], [1.0])  # one class: base rate 1, nothing to test
+
+
+def test_equivalence_p_value_is_the_worse_of_two_one_sided_tests():
+    # 52 of 100 positive, base 1/2, margin 0.15: reject share >= 0.65 (P(K <= 52 | 0.65)) and
+    # share <= 0.35 (P(K >= 52 | 0.35)); per class the same two tests mirrored
+    expected = max(1 - exact_tail(53, 100, Fraction(65, 100)), exact_tail(52, 100, Fraction(35, 100)))
+    assert equivalence_p_value([48, 52], [500, 500], 0.15) == pytest.approx(expected, rel=1e-9)
+    assert equivalence_p_value([48, 52], [500, 500], 0.15) < 0.01
+    # the same share in 5 documents proves nothing; all 5 in one class even less
+    assert equivalence_p_value([2, 3], [500, 500], 0.15) > 0.3
+    assert equivalence_p_value([0, 5], [500, 500], 0.15) == pytest.approx(1.0)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from relevancy.data_checks import SkippedRowsWarning
 from relevancy.evaluation.data import encode, label_index, load_dataset, load_eraser, load_image_folder, load_text_file
 
 from .conftest import eraser_row, require_eraser, write_eraser, write_image_folder
@@ -167,3 +168,30 @@ def _csv(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("text,label\nok,1\none two three four,0\n")
     return path
+
+
+def test_rows_without_text_are_skipped_and_named_not_fatal(tmp_path):
+    (tmp_path / "a.csv").write_text("text,label\ngood,1\n,0\n   ,1\nbad,0\n")
+    with pytest.warns(SkippedRowsWarning, match=r"skipped 2 row\(s\) of .*a\.csv without text: 3 \(.*a\.csv:3: the text is empty\); "
+                      r"4 \(.*a\.csv:4: the text is only whitespace\)"):
+        dataset = load_text_file(tmp_path / "a.csv")
+    assert [item.text for item in dataset.items] == ["good", "bad"]
+    assert [s.where.rsplit(":", 1)[1] for s in dataset.skipped] == ["3", "4"]
+    assert dataset.head(1).skipped == dataset.skipped
+    write_eraser(tmp_path / "eraser", {"d1": DOC, "d2": " \n"}, [
+        {"annotation_id": "d1", "classification": "POS", "evidences": []},
+        {"annotation_id": "d2", "classification": "NEG", "evidences": []},
+    ])
+    with pytest.warns(SkippedRowsWarning, match=r"val\.jsonl without text: d2 \(.*val\.jsonl:2: the text is empty\)"):
+        eraser = load_eraser(tmp_path / "eraser", "val")
+    assert [item.id for item in eraser.items] == ["d1"]
+
+
+def test_non_utf8_files_name_the_file_the_line_and_the_fix(tmp_path):
+    (tmp_path / "a.csv").write_bytes(b"text,label\ngood,1\nthe caf\xe9 was bad,0\n")
+    with pytest.raises(ValueError, match=r"a\.csv is not UTF-8 text \(line 3: byte 0xe9 after 'the caf'.*iconv"):
+        load_text_file(tmp_path / "a.csv")
+    write_eraser(tmp_path / "eraser", {"d1": "caf\xe9"}, [{"annotation_id": "d1", "classification": "POS"}])
+    (tmp_path / "eraser" / "docs" / "d1").write_bytes(b"a caf\xe9 .")
+    with pytest.raises(ValueError, match=r"d1 is not UTF-8 text \(line 1: byte 0xe9 after 'a caf'"):
+        load_eraser(tmp_path / "eraser", "val")
