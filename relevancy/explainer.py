@@ -35,10 +35,12 @@ class Explainer:
         self.batch_size = batch_size
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> "Explainer":
+    def from_pretrained(cls, name_or_path: str = "default", *, allow_random_head: bool = False, **kwargs) -> "Explainer":
+        """A hub name or local folder; "default" (text) or "default-image" for the embedded models.
+        A checkpoint without its classification head is refused unless ``allow_random_head=True``."""
         from .adapters.loading import load
 
-        model, processor = load(name_or_path)
+        model, processor = load(name_or_path, allow_random_head=allow_random_head)
         return cls(model, processor, **kwargs)
 
     def __call__(self, inputs, target=None, method=None, **method_options):

