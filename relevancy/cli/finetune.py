@@ -92,7 +92,8 @@ def run(args) -> int:
     dataset = load_listing_skipped("finetune", load_texts, args.data, **data_options(args))
     if args.rationales and not dataset.has_rationales:
         raise ValueError(f"--rationales: {dataset.source} has no human rationales (the ERASER layout with evidences has them)")
-    model, tokenizer = load(args.model)  # a fresh copy read from disk: the base files are never written
+    # a fresh copy read from disk (the base files are never written); a new head is what fine-tuning trains
+    model, tokenizer = load(args.model, allow_random_head=True)
     labels = model.config.id2label or {i: str(i) for i in range(model.config.num_labels)}
     examples = training_examples(dataset, {int(k): v for k, v in labels.items()}, parse_label_map(args.label_map))
     ids = penalised_token_ids(tokenizer, words) if words else []
