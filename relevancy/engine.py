@@ -196,6 +196,13 @@ class Run:
 
     def _replace_embeddings(self, transform):
         def hook(module, args, output):
+            ids = self.inputs.get("input_ids")
+            if isinstance(ids, torch.Tensor) and tuple(output.shape[:2]) != tuple(ids.shape):
+                raise UnsupportedModelError(
+                    f"{self._family()}: its input embeddings ({type(module).__name__}) have shape "
+                    f"{tuple(output.shape)} for input_ids of shape {tuple(ids.shape)}: not (batch, tokens, features) "
+                    "(a sequence-first model), which relevancy's token scores do not read"
+                )
             with self.scope.paused():
                 if self.input_leaf is None or self.input_leaf.shape != output.shape:
                     # a differentiable map keeps its path to the embedding table; otherwise a fresh leaf
