@@ -18,7 +18,7 @@ from torch import nn
 from .adapters.outputs import model_logits
 from .adapters.structure import ModelStructure, describe
 from .rules.base import Pass
-from .targets import Target, as_target
+from .targets import Predicted, Target, as_target
 from .tracing import RelevanceScope
 
 
@@ -418,6 +418,9 @@ def attribute_targets(
     results = []
     with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
         run = Run(model, structure, inputs, resolved[0], scope, checkpoint=checkpoint)
+        if any(isinstance(target, Predicted) for target in resolved):  # the real input's prediction
+            logits = run.forward()
+            resolved = [target.fixed(logits) if isinstance(target, Predicted) else target for target in resolved]
         batched = batch_size > 1 and len(resolved) > 1 and not differentiable and not checkpoint
         if batched:
             run.forward()
