@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -360,7 +361,7 @@ def explained_classes(run: Run) -> torch.Tensor | None:
 
 def attribute(
     model: nn.Module,
-    inputs: dict,
+    inputs: Mapping,
     method,
     target=None,
     *,
@@ -368,7 +369,8 @@ def attribute(
     checkpoint: bool = False,
     structure: ModelStructure | None = None,
 ) -> Attribution:
-    """Explain ``model`` on tokenised/processed ``inputs`` (a dict of batched tensors) with ``method``
+    """Explain ``model`` on tokenised/processed ``inputs`` (a mapping of batched tensors, e.g. a
+    tokenizer's output) with ``method``
     (a name or a Method) for ``target`` (None = predicted class, an index, a label, 'a vs b', a Target).
 
     ``checkpoint=True`` keeps no block's graph: each backward pass recomputes the blocks one at a
@@ -385,7 +387,7 @@ def attribute(
 
 def attribute_targets(
     model: nn.Module,
-    inputs: dict,
+    inputs: Mapping,
     method,
     targets: list,
     *,
@@ -405,6 +407,7 @@ def attribute_targets(
     method = get_method(method)
     structure = structure or describe(model)
     _check_inputs(structure, inputs)
+    inputs = dict(inputs)  # e.g. a tokenizer's BatchEncoding
     if not targets:
         raise ValueError("no targets given")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -503,9 +506,17 @@ def _attribution(run: Run, method, structure: ModelStructure, target: Target, sc
     return attribution if differentiable else attribution.detach()
 
 
-def _check_inputs(structure: ModelStructure, inputs: dict) -> None:
-    if not isinstance(inputs, dict):
-        raise TypeError("inputs must be a dict of batched tensors (e.g. a tokenizer's or image processor's output)")
+def _check_inputs(structure: ModelStructure, inputs: Mapping) -> None:
+    if not isinstance(inputs, Mapping):
+        raise TypeError(
+            f"inputs must be a mapping of batched tensors (e.g. a tokenizer's or image processor's output), "
+            f"got {type(inputs).__name__}"
+        )
+    untensored = [key for key, value in inputs.items() if isinstance(value, (list, tuple))]
+    if untensored:
+        raise ValueError(
+            f"inputs {untensored} are lists, not tensors: call the tokenizer or processor with return_tensors='pt'"
+        )
     if structure.modality == "image":
         pixels = inputs.get("pixel_values")
         if not isinstance(pixels, torch.Tensor) or pixels.dim() != 4:
