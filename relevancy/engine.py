@@ -18,6 +18,7 @@ from torch import nn
 
 from .adapters.outputs import model_logits
 from .adapters.structure import ModelStructure, describe
+from .progress import progress_bar
 from .rules.base import Pass
 from .targets import Predicted, Target, as_target
 from .tracing import RelevanceScope
@@ -421,13 +422,15 @@ def attribute_targets(
     checkpoint: bool = False,
     structure: ModelStructure | None = None,
     batch_size: int = 16,
+    progress: bool | None = None,
 ) -> list[Attribution]:
     """One Attribution per target, all from one shared forward (e.g. every token of a generated
     answer). The targets' backward passes run ``batch_size`` at a time as one batched pass
     (``torch.func.vmap`` over their seeds: each graph node is visited once per chunk, with a
     leading target dimension); ``batch_size=1`` runs them one by one. Methods that run forwards of
     their own (integrated gradients), differentiable maps and ``checkpoint=True`` (see ``attribute``)
-    are computed one target at a time."""
+    are computed one target at a time. ``progress``: a bar over the targets (None: on a terminal,
+    for calls longer than 2 s)."""
     from .methods import get_method
 
     method = get_method(method)
@@ -453,15 +456,17 @@ def attribute_targets(
         batched = batch_size > 1 and len(resolved) > 1 and not differentiable and not checkpoint
         if batched:
             run.forward()
-        for start in range(0, len(resolved), batch_size if batched else 1):
-            chunk = resolved[start : start + (batch_size if batched else 1)]
-            scores = _batched_scores(run, method, chunk) if batched else None
-            if scores is None:
-                batched = False
-                scores = [_scores(run, method, target) for target in chunk]
-            for target, (values, kind) in zip(chunk, scores):
-                run.retarget(target)
-                results.append(_attribution(run, method, structure, target, values, kind, differentiable))
+        with progress_bar(len(resolved), "targets", progress if len(resolved) > 1 else False, unit="target") as bar:
+            for start in range(0, len(resolved), batch_size if batched else 1):
+                chunk = resolved[start : start + (batch_size if batched else 1)]
+                scores = _batched_scores(run, method, chunk) if batched else None
+                if scores is None:
+                    batched = False
+                    scores = [_scores(run, method, target) for target in chunk]
+                for target, (values, kind) in zip(chunk, scores):
+                    run.retarget(target)
+                    results.append(_attribution(run, method, structure, target, values, kind, differentiable))
+                bar.update(len(chunk))
         run.release()
     return results
 
