@@ -541,10 +541,10 @@ def _attribution(run: Run, method, structure: ModelStructure, target: Target, sc
 def _check_inputs(structure: ModelStructure, inputs: Mapping) -> None:
     if not isinstance(inputs, Mapping):
         raise TypeError(
-            f"inputs must be a mapping of batched tensors (e.g. a tokenizer's or image processor's output), "
+            f"inputs must be a mapping of batched tensors (a dict, or a tokenizer's or image processor's output), "
             f"got {type(inputs).__name__}"
         )
-    untensored = [key for key, value in inputs.items() if isinstance(value, (list, tuple))]
+    untensored = [key for key, value in inputs.items() if isinstance(value, list)]
     if untensored:
         raise ValueError(
             f"inputs {untensored} are lists, not tensors: call the tokenizer or processor with return_tensors='pt'"
