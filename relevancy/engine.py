@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,8 +19,9 @@ from torch import nn
 from .adapters.outputs import model_logits
 from .adapters.structure import ModelStructure, describe
 from .errors import UnsupportedModelError
+from .progress import progress_bar
 from .rules.base import Pass
-from .targets import Target, as_target
+from .targets import Predicted, Target, as_target
 from .tracing import RelevanceScope
 
 
@@ -30,6 +32,13 @@ class Attribution:
     ``scores`` is (B, N) over the model's sequence positions (``kind == "tokens"``; for images the
     positions include class/distillation tokens before the patches) or (B, H, W) over pixels
     (``kind == "pixels"``). Padding positions are 0 and ``token_mask`` marks real positions.
+    ``readout`` (B, N) marks, for token maps, the positions the prediction is read from (where
+    d target / d last hidden state is not 0: [CLS], a causal LM's last position).
+
+    The scores are raw: a rollout's row starts as the readout's one-hot, so there the readout keeps
+    about 1 from the identity terms while the other tokens get the attention terms' small mass
+    (1e-4 to 1e-10); only ratios between tokens mean something. ``normalized()`` gives the map
+    as the HTML and terminal views show it.
     """
 
     scores: torch.Tensor
@@ -40,11 +49,30 @@ class Attribution:
     target_classes: torch.Tensor | None
     token_mask: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
+    readout: torch.Tensor | None = None
 
     def detach(self) -> "Attribution":
         self.scores = self.scores.detach()
         self.logits = self.logits.detach()
         return self
+
+    def normalized(self, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores scaled per sample to max |score| = 1, with the readout positions' own entries and
+        padding set to 0 (the readout is left in when it covers every real position, as mean
+        pooling does: nothing would be left). ``leave_out`` (B, N), e.g. a tokenizer's
+        ``special_tokens_mask``, sets more positions to 0 first: with the special tokens, these are
+        the values the HTML and terminal views colour by."""
+        scores = self.scores.detach()
+        if leave_out is not None:
+            scores = scores.masked_fill(torch.as_tensor(leave_out, device=scores.device).bool(), 0.0)
+        if self.token_mask is not None:
+            scores = scores * self.token_mask.to(scores.dtype)
+        if self.readout is not None:
+            real = self.token_mask.bool() if self.token_mask is not None else torch.ones_like(self.readout)
+            covers_all = (self.readout | ~real).all(-1, keepdim=True)
+            scores = scores.masked_fill(self.readout & ~covers_all, 0.0)
+        scale = scores.abs().flatten(1).amax(1).view(-1, *[1] * (scores.dim() - 1))
+        return torch.where(scale > 0, scores / scale.clamp_min(torch.finfo(scores.dtype).tiny), torch.zeros_like(scores))
 
 
 class Run:
@@ -431,7 +459,7 @@ def explained_classes(run: Run) -> torch.Tensor | None:
 
 def attribute(
     model: nn.Module,
-    inputs: dict,
+    inputs: Mapping,
     method,
     target=None,
     *,
@@ -439,7 +467,8 @@ def attribute(
     checkpoint: bool = False,
     structure: ModelStructure | None = None,
 ) -> Attribution:
-    """Explain ``model`` on tokenised/processed ``inputs`` (a dict of batched tensors) with ``method``
+    """Explain ``model`` on tokenised/processed ``inputs`` (a mapping of batched tensors, e.g. a
+    tokenizer's output) with ``method``
     (a name or a Method) for ``target`` (None = predicted class, an index, a label, 'a vs b', a Target).
 
     ``checkpoint=True`` keeps no block's graph: each backward pass recomputes the blocks one at a
@@ -456,7 +485,7 @@ def attribute(
 
 def attribute_targets(
     model: nn.Module,
-    inputs: dict,
+    inputs: Mapping,
     method,
     targets: list,
     *,
@@ -464,18 +493,21 @@ def attribute_targets(
     checkpoint: bool = False,
     structure: ModelStructure | None = None,
     batch_size: int = 16,
+    progress: bool | None = None,
 ) -> list[Attribution]:
     """One Attribution per target, all from one shared forward (e.g. every token of a generated
     answer). The targets' backward passes run ``batch_size`` at a time as one batched pass
     (``torch.func.vmap`` over their seeds: each graph node is visited once per chunk, with a
     leading target dimension); ``batch_size=1`` runs them one by one. Methods that run forwards of
     their own (integrated gradients), differentiable maps and ``checkpoint=True`` (see ``attribute``)
-    are computed one target at a time."""
+    are computed one target at a time. ``progress``: a bar over the targets (None: on a terminal,
+    for calls longer than 2 s)."""
     from .methods import get_method
 
     method = get_method(method)
     structure = structure or describe(model)
     _check_inputs(structure, inputs)
+    inputs = dict(inputs)  # e.g. a tokenizer's BatchEncoding
     if not targets:
         raise ValueError("no targets given")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -489,18 +521,23 @@ def attribute_targets(
     results = []
     with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
         run = Run(model, structure, inputs, resolved[0], scope, checkpoint=checkpoint)
+        if any(isinstance(target, Predicted) for target in resolved):  # the real input's prediction
+            logits = run.forward()
+            resolved = [target.fixed(logits) if isinstance(target, Predicted) else target for target in resolved]
         batched = batch_size > 1 and len(resolved) > 1 and not differentiable and not checkpoint
         if batched:
             run.forward()
-        for start in range(0, len(resolved), batch_size if batched else 1):
-            chunk = resolved[start : start + (batch_size if batched else 1)]
-            scores = _batched_scores(run, method, chunk) if batched else None
-            if scores is None:
-                batched = False
-                scores = [_scores(run, method, target) for target in chunk]
-            for target, (values, kind) in zip(chunk, scores):
-                run.retarget(target)
-                results.append(_attribution(run, method, structure, target, values, kind, differentiable))
+        with progress_bar(len(resolved), "targets", progress if len(resolved) > 1 else False, unit="target") as bar:
+            for start in range(0, len(resolved), batch_size if batched else 1):
+                chunk = resolved[start : start + (batch_size if batched else 1)]
+                scores = _batched_scores(run, method, chunk) if batched else None
+                if scores is None:
+                    batched = False
+                    scores = [_scores(run, method, target) for target in chunk]
+                for target, (values, kind) in zip(chunk, scores):
+                    run.retarget(target)
+                    results.append(_attribution(run, method, structure, target, values, kind, differentiable))
+                bar.update(len(chunk))
         run.release()
     return results
 
@@ -567,13 +604,22 @@ def _attribution(run: Run, method, structure: ModelStructure, target: Target, sc
         target_classes=explained_classes(run),
         token_mask=mask if kind == "tokens" else None,
         extras={"target": target.describe(structure.labels)},
+        readout=run.readout.detach() > 0 if kind == "tokens" else None,
     )
     return attribution if differentiable else attribution.detach()
 
 
-def _check_inputs(structure: ModelStructure, inputs: dict) -> None:
-    if not isinstance(inputs, dict):
-        raise TypeError("inputs must be a dict of batched tensors (e.g. a tokenizer's or image processor's output)")
+def _check_inputs(structure: ModelStructure, inputs: Mapping) -> None:
+    if not isinstance(inputs, Mapping):
+        raise TypeError(
+            f"inputs must be a mapping of batched tensors (a dict, or a tokenizer's or image processor's output), "
+            f"got {type(inputs).__name__}"
+        )
+    untensored = [key for key, value in inputs.items() if isinstance(value, list)]
+    if untensored:
+        raise ValueError(
+            f"inputs {untensored} are lists, not tensors: call the tokenizer or processor with return_tensors='pt'"
+        )
     if structure.modality == "image":
         pixels = inputs.get("pixel_values")
         if not isinstance(pixels, torch.Tensor) or pixels.dim() != 4:

@@ -117,10 +117,12 @@ def _token_strings(tokenizer, ids: list[int]) -> list[str]:
 
 
 def explain_answer(model, tokenizer, prompt: str, *, answer: str | None = None, max_new_tokens: int = 16,
-                   method="transformer_attribution", batch_size: int = 16, checkpoint: bool = False) -> AnswerExplanation:
+                   method="transformer_attribution", batch_size: int = 16, checkpoint: bool = False,
+                   progress: bool | None = None) -> AnswerExplanation:
     """Generate (or take) an answer and explain each of its tokens from one shared forward and
     batched backward passes (``batch_size`` answer tokens per pass, see ``attribute_targets``);
-    ``checkpoint=True`` trades that sharing for memory (blocks recomputed per token and pass)."""
+    ``checkpoint=True`` trades that sharing for memory (blocks recomputed per token and pass).
+    ``progress``: a bar over the answer's tokens (None: on a terminal, for calls longer than 2 s)."""
     if answer is None:
         prompt_ids, answer_ids = generate(model, tokenizer, prompt, max_new_tokens)
     else:
@@ -132,7 +134,9 @@ def explain_answer(model, tokenizer, prompt: str, *, answer: str | None = None, 
     n = len(prompt_ids)
     targets = [TokenAt(token, n + t - 1) for t, token in enumerate(answer_ids)]
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    results = attribute_targets(model, inputs, method, targets, batch_size=batch_size, checkpoint=checkpoint)
+    results = attribute_targets(
+        model, inputs, method, targets, batch_size=batch_size, checkpoint=checkpoint, progress=progress
+    )
     matrix = torch.stack([r.scores[0] for r in results]).float().numpy()
     return AnswerExplanation(
         tokens=_token_strings(tokenizer, ids[0].tolist()),

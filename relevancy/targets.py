@@ -47,6 +47,11 @@ class Predicted(Target):
     def describe(self, labels):
         return "predicted class"
 
+    def fixed(self, logits: torch.Tensor) -> "ClassIndex":
+        """This target pinned to the classes predicted from ``logits`` (the real input's): a method that
+        forwards other inputs (integrated gradients' path points) still explains this prediction."""
+        return _PredictedClasses(self.classes(logits.detach()))
+
 
 class ClassIndex(Target):
     """A class index, or one per sample."""
@@ -79,6 +84,11 @@ class ClassIndex(Target):
         if self.index.dim() == 0:
             return _label(self.index.item(), labels)
         return "the given classes"
+
+
+class _PredictedClasses(ClassIndex):
+    def describe(self, labels):
+        return "predicted class"
 
 
 class Contrast(Target):

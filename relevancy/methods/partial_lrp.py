@@ -1,4 +1,10 @@
-"""Voita et al. (2019) as in the paper's baselines: the last block's clamp(R_A)+, head mean."""
+"""Voita et al. (2019): the last block's clamp(R_A)+, head mean, read at the readout row.
+
+Here R_A comes from the paper's rules (those of transformer_attribution). The authors' benchmark
+baseline ran it with the original LRP rules instead (``baselines/ViT/ViT_orig_LRP.py`` and BERT's
+``BERT_cls_lrp.py``, both on ``modules/layers_lrp.py``): alpha-beta with the positive and negative
+parts normalised separately and skip connections split without the normalised sum rule. Its
+numbers in the paper's tables are therefore not this map's."""
 
 from __future__ import annotations
 

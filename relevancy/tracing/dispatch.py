@@ -317,7 +317,9 @@ class Dispatcher:
         return getattr(tensor, "_relevancy_origin", tensor)
 
     def _inherit_origin(self, output, source):
-        if isinstance(output, torch.Tensor) and isinstance(source, torch.Tensor):
+        # not when an operation returns its input (.to() to its own dtype): a tensor that is its own
+        # origin is a cycle through autograd's saved tensors that gc cannot free, and keeps the graph
+        if isinstance(output, torch.Tensor) and isinstance(source, torch.Tensor) and output is not source:
             output._relevancy_origin = self._origin(source)
         return output
 
