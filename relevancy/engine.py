@@ -102,6 +102,7 @@ class Run:
         self._head_columns: tuple[torch.Tensor, torch.Tensor] | None = None  # set per target by head_seed
         self._batched = False  # inside attribute_targets' batched backward: no forward may run
         self._reading_out = False  # inside the gradient pass that finds the readout
+        self.progress: bool | None = None  # checkpointing: a bar over the recomputed blocks (see progress_bar)
 
     class NeedsOwnForward(RuntimeError):
         """A method that runs forwards of its own (integrated gradients) cannot share one batched backward."""
@@ -284,17 +285,24 @@ class Run:
         """Carry ``grad`` (gradient or relevance at the last block's output) down to block ``stop``'s
         input, holding one block's graph at a time."""
         self._record_boundary(pass_, len(self.structure.blocks), grad)
-        for index in reversed(range(stop, len(self.structure.blocks))):
-            leaf, output, calls = self._recompute_block(index)
-            if pass_ is Pass.RELEVANCE:
-                for call in calls:
-                    call.grad_output = self._grad_outputs.get(call.layer)
-            with torch.enable_grad():
-                (grad,) = torch.autograd.grad(output, leaf, grad_outputs=grad)
-            if pass_ is Pass.GRADIENT:
-                self._grad_outputs.update({call.layer: call.grad_output for call in calls})
-            del leaf, output, calls
-            self._record_boundary(pass_, index, grad)
+        with progress_bar(len(self.structure.blocks) - stop, f"{pass_.value} pass", self.progress, unit="block") as bar:
+            for index in reversed(range(stop, len(self.structure.blocks))):
+                grad = self._sweep_block(pass_, index, grad)
+                bar.update()
+        return grad
+
+    def _sweep_block(self, pass_: Pass, index: int, grad: torch.Tensor) -> torch.Tensor:
+        """Recompute block ``index`` and carry ``grad`` from its output to its input."""
+        leaf, output, calls = self._recompute_block(index)
+        if pass_ is Pass.RELEVANCE:
+            for call in calls:
+                call.grad_output = self._grad_outputs.get(call.layer)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(output, leaf, grad_outputs=grad)
+        if pass_ is Pass.GRADIENT:
+            self._grad_outputs.update({call.layer: call.grad_output for call in calls})
+        del leaf, output, calls
+        self._record_boundary(pass_, index, grad)
         return grad
 
     def _tap(self, index: int, tensor) -> None:
@@ -521,6 +529,7 @@ def attribute_targets(
     results = []
     with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
         run = Run(model, structure, inputs, resolved[0], scope, checkpoint=checkpoint)
+        run.progress = progress  # checkpointed passes: a bar over the recomputed blocks
         if any(isinstance(target, Predicted) for target in resolved):  # the real input's prediction
             logits = run.forward()
             resolved = [target.fixed(logits) if isinstance(target, Predicted) else target for target in resolved]

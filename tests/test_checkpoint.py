@@ -102,3 +102,14 @@ def test_checkpointed_boundaries_equal_plain_boundaries(stop):
         assert checkpointed_boundaries[pass_].keys() == plain_boundaries[pass_].keys()
         for index, value in plain_boundaries[pass_].items():
             torch.testing.assert_close(checkpointed_boundaries[pass_][index], value, rtol=1e-10, atol=1e-13)
+
+
+def test_checkpointed_passes_show_progress_over_blocks(capsys):
+    """A long checkpointed call reports each recomputed block on standard error when asked (on a
+    terminal it does so by itself after 2 s), and stays silent otherwise."""
+    model = build_llm("llama")
+    inputs = {"input_ids": torch.tensor([[5, 17, 42, 8, 99, 23, 61]])}
+    relevancy.attribute_targets(model, inputs, "transformer_attribution", [None], checkpoint=True, progress=True)
+    assert "relevance pass" in capsys.readouterr().err
+    relevancy.attribute_targets(model, inputs, "transformer_attribution", [None], checkpoint=True, progress=False)
+    assert capsys.readouterr().err == ""
