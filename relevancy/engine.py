@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .adapters.outputs import model_logits
-from .adapters.structure import ModelStructure, describe
+from .adapters.structure import ModelStructure, describe, family_name
 from .errors import UnsupportedModelError
 from .progress import progress_bar
 from .rules.base import Pass
@@ -86,6 +86,7 @@ class Run:
         self.checkpoint = checkpoint  # keep no block's graph: each backward pass recomputes blocks one at a time
         self._block_inputs: list[tuple[tuple, dict, int]] = []  # checkpointing: (args, kwargs, first attention call)
         self._grad_outputs: dict[int, torch.Tensor] = {}  # checkpointing: each attention layer's dO, kept between passes
+        self._map_shapes: list[tuple[int, int, int]] = []  # checkpointing: each attention layer's map shape (calls are dropped)
         self._grad_mode = True  # checkpointing: grad mode to restore after a block run without a graph
         self.structure = structure
         self.inputs = inputs
@@ -140,7 +141,7 @@ class Run:
             if isinstance(head, nn.Linear):
                 handles.append(head.register_forward_hook(lambda module, args, output: head_seen.update(x=args[0], out=output)))
             if self.checkpoint:
-                self._block_inputs, self._grad_outputs = [], {}
+                self._block_inputs, self._grad_outputs, self._map_shapes = [], {}, []
                 for block in structure.blocks:
                     handles.append(block.register_forward_pre_hook(self._enter_unrecorded_block, with_kwargs=True))
                     handles.append(block.register_forward_hook(self._leave_unrecorded_block))
@@ -180,30 +181,26 @@ class Run:
         """The number of attention layers the forward ran (a layer module run twice counts twice),
         checked to be what a rollout over token positions needs: one (tokens x tokens) map per
         layer, over the same tokens in every layer."""
-        calls = [call for call in self.scope.dispatcher.calls if call is not None]
-        model = type(self.model).__name__
-        family = getattr(getattr(self.model, "config", None), "model_type", model)
-        if self.checkpoint:
-            return len(self.scope.dispatcher.calls)
-        if not calls:
+        shapes = self._map_shapes if self.checkpoint else [call.map_shape for call in self.scope.dispatcher.calls]
+        if not shapes:
             raise UnsupportedModelError(
-                f"{family} ({model}): no attention map was observed in its forward. relevancy observes "
+                f"{family_name(self.model)}: no attention map was observed in its forward. relevancy observes "
                 "torch's scaled_dot_product_attention and eager softmax(scores) @ values; this model computes "
                 "attention otherwise (or has none). Methods that need no attention maps: full_lrp, "
                 "input_x_gradient, integrated_gradients."
             )
         batch = self.logits.shape[0]
-        first = calls[0].map_shape
-        for call in calls:
-            if call.map_shape != first or call.map_shape[0] != batch or first[1] != first[2]:
+        first = shapes[0]
+        for layer, shape in enumerate(shapes):
+            if shape != first or shape[0] != batch or first[1] != first[2]:
                 raise UnsupportedModelError(
-                    f"{family} ({model}): attention layer {call.layer} has maps of shape (batch {call.map_shape[0]}, "
-                    f"{call.map_shape[1]} queries, {call.map_shape[2]} keys), layer 0 {first}, for a batch of {batch}: "
+                    f"{family_name(self.model)}: attention layer {layer} has maps of shape (batch {shape[0]}, "
+                    f"{shape[1]} queries, {shape[2]} keys), layer 0 {first}, for a batch of {batch}: "
                     "its attention is windowed, pooled or reduced, not one token x token map over the same tokens in "
                     "every layer, so rolling attention out over token positions is undefined. Methods that need no "
                     "attention maps: full_lrp, input_x_gradient, integrated_gradients."
                 )
-        return len(calls)
+        return len(shapes)
 
     def release(self) -> None:
         """Drop every reference into the forward's graph (hooks and rules point back here)."""
@@ -228,7 +225,7 @@ class Run:
             ids = self.inputs.get("input_ids")
             if isinstance(ids, torch.Tensor) and tuple(output.shape[:2]) != tuple(ids.shape):
                 raise UnsupportedModelError(
-                    f"{self._family()}: its input embeddings ({type(module).__name__}) have shape "
+                    f"{family_name(self.model)}: its input embeddings ({type(module).__name__}) have shape "
                     f"{tuple(output.shape)} for input_ids of shape {tuple(ids.shape)}: not (batch, tokens, features) "
                     "(a sequence-first model), which relevancy's token scores do not read"
                 )
@@ -256,6 +253,7 @@ class Run:
         torch.set_grad_enabled(self._grad_mode)
         calls = self.scope.dispatcher.calls
         first = self._block_inputs[-1][2]
+        self._map_shapes += [call.map_shape for call in calls[first:]]
         calls[first:] = [None] * (len(calls) - first)  # observers have seen them; keep no q, k, v
         if len(self._block_inputs) < len(self.structure.blocks):
             return None
@@ -312,23 +310,19 @@ class Run:
 
         tensor.register_hook(lambda grad: self._record_boundary(self.scope.current_pass, index, grad))
 
-    def _family(self) -> str:
-        config = getattr(self.model, "config", None)
-        return f"{getattr(config, 'model_type', None) or 'model'} ({type(self.model).__name__})"
-
     def _tap_block_input(self, index: int):
         def hook(module, args, kwargs):
             hidden = _hidden_states(args, kwargs)
             batch = self.scope.dispatcher.input_batch
             if isinstance(hidden, torch.Tensor) and self.scope.is_live(hidden) and batch and hidden.shape[0] != batch:
                 raise UnsupportedModelError(
-                    f"{self._family()}: block {index} ({type(module).__name__}) takes hidden states of shape "
+                    f"{family_name(self.model)}: block {index} ({type(module).__name__}) takes hidden states of shape "
                     f"{tuple(hidden.shape)} for a batch of {batch}: not batch-first (sequence-first blocks, or "
                     "windows folded into the batch), which relevancy's block boundaries do not read"
                 )
             if index in self._boundary_tensors:
                 raise UnsupportedModelError(
-                    f"{self._family()}: block module {index} ({type(module).__name__}) runs more "
+                    f"{family_name(self.model)}: block module {index} ({type(module).__name__}) runs more "
                     "than once per forward (layers sharing their parameters, as in ALBERT); relevancy needs one "
                     "block module per layer to find the block boundaries"
                 )
@@ -378,7 +372,7 @@ class Run:
             reached = key in self._boundary_tensors
         if not reached:
             raise UnsupportedModelError(
-                f"{self._family()}: the explained input did not reach the input of block {key} "
+                f"{family_name(self.model)}: the explained input did not reach the input of block {key} "
                 f"({type(self.structure.blocks[0]).__name__}, the repeated blocks relevancy found) as that block's "
                 "hidden-state argument; relevancy reads relevance at the blocks' hidden-state inputs (passed first "
                 "or as hidden_states=)"
@@ -438,7 +432,7 @@ class Run:
         if self._readout_magnitude is None:
             if self._reading_out:  # an attention layer above the last block asked for it
                 raise UnsupportedModelError(
-                    f"{self._family()}: attention runs above the last of the repeated blocks relevancy found "
+                    f"{family_name(self.model)}: attention runs above the last of the repeated blocks relevancy found "
                     f"({type(self.structure.blocks[-1]).__name__}), so no block boundary lies between it and the "
                     "prediction; relevancy reads the readout at the last block's output"
                 )

@@ -62,7 +62,8 @@ def find_blocks(model: nn.Module) -> nn.ModuleList:
     return best
 
 
-def _family(model: nn.Module) -> str:
+def family_name(model: nn.Module) -> str:
+    """"type (Class)", as error messages name a model."""
     config = getattr(model, "config", None)
     return f"{getattr(config, 'model_type', None) or 'model'} ({type(model).__name__})"
 
@@ -76,7 +77,7 @@ def describe(model: nn.Module) -> ModelStructure:
     two_towers = getattr(config, "text_config", None) is not None and getattr(config, "vision_config", None) is not None
     if getattr(config, "is_encoder_decoder", False) or (two_towers and main_input != "pixel_values"):
         raise UnsupportedModelError(
-            f"{_family(model)}: encoder-decoder and two-tower (text-image) models are not supported yet; relevancy "
+            f"{family_name(model)}: encoder-decoder and two-tower (text-image) models are not supported yet; relevancy "
             "explains text classifiers (encoders), image classifiers and causal language models"
         )
     blocks = find_blocks(model)

@@ -11,7 +11,7 @@ import html
 import math
 from statistics import NormalDist
 
-from .report import OVER_MEANING, RELIED_MEANING, SHORTCUT_MEANING, UNDER_MEANING, AuditReport, format_p
+from .report import RELIED_MEANING, AuditReport, format_p
 
 LABELLED = 10  # most relevant words named in the plot (flagged words always are)
 WINDOW = 40  # tokens shown on either side of the word in a long document
@@ -131,13 +131,7 @@ def render_report(report: AuditReport) -> str:
 
 
 def _findings(report: AuditReport, example_ids: dict) -> str:
-    sections = [
-        ("Shortcut candidates", report.shortcut_flags(), SHORTCUT_MEANING),
-        ("Over-relevant words", report.over_relevant("word"), OVER_MEANING),
-        ("Under-relevant words", report.under_relevant("word"), UNDER_MEANING),
-        ("Over-relevant tokens", report.over_relevant("token"), OVER_MEANING),
-        ("Under-relevant tokens", report.under_relevant("token"), UNDER_MEANING),
-    ]
+    sections = report.flag_sections()
     parts = []
     for title, flags, meaning in sections:
         if not flags:

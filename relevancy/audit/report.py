@@ -402,15 +402,19 @@ class AuditReport:
             )
         return lines
 
-    def to_markdown(self, rows: int = TABLE_ROWS) -> str:
-        lines = ["# Relevance audit", "", *self.summary(), "", self.test_description(), ""]
-        sections = [
+    def flag_sections(self) -> list[tuple[str, list, str]]:
+        """(title, flags, what a flag there means) for each kind of flag, in reading order."""
+        return [
             ("Shortcut candidates", self.shortcut_flags(), SHORTCUT_MEANING),
             ("Over-relevant words", self.over_relevant("word"), OVER_MEANING),
             ("Under-relevant words", self.under_relevant("word"), UNDER_MEANING),
             ("Over-relevant tokens", self.over_relevant("token"), OVER_MEANING),
             ("Under-relevant tokens", self.under_relevant("token"), UNDER_MEANING),
         ]
+
+    def to_markdown(self, rows: int = TABLE_ROWS) -> str:
+        lines = ["# Relevance audit", "", *self.summary(), "", self.test_description(), ""]
+        sections = self.flag_sections()
         empty = [title for title, flags, _ in sections if not flags]
         for title, flags, meaning in sections:
             if flags:

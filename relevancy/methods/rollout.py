@@ -45,8 +45,8 @@ class RowRollout(AttentionObserver):
         self._finish_layer()
         if sorted(self.layers_seen) != list(range(num_layers)):
             raise RuntimeError(
-                f"attention was observed in layers {sorted(self.layers_seen)} but the model has {num_layers} blocks: "
-                "its attention does not go through torch.nn.functional.scaled_dot_product_attention"
+                f"attention was folded in for layers {sorted(self.layers_seen)} but the forward ran {num_layers} "
+                "attention layers"
             )
         if self.layers_seen != sorted(self.layers_seen, reverse=True):
             raise RuntimeError("attention layers were visited out of order")

@@ -224,12 +224,13 @@ def _accumulate(total: torch.Tensor | None, part: torch.Tensor, chunk: Attention
 
 
 class _AttentionNode(torch.autograd.Function):
-    """Like the generic rule node, but records the gradient reaching the layer's output."""
+    """Like the generic rule node, but records the gradient reaching the layer's output (SDPA's
+    ``Attention`` with q, k, v; eager attention's ``ProbabilityProduct`` with A, v)."""
 
     @staticmethod
-    def forward(ctx, rule: Attention, output, query, key, value):
+    def forward(ctx, rule, output, *inputs):
         ctx.rule = rule
-        ctx.save_for_backward(output, query, key, value)
+        ctx.save_for_backward(output, *inputs)
         return output
 
     @staticmethod
@@ -239,7 +240,7 @@ class _AttentionNode(torch.autograd.Function):
             rule.call.grad_output = grad
             for observer in rule.observers:
                 observer.on_gradient(rule.call)
-            return None, grad, None, None, None
+            return (None, grad) + (None,) * (len(ctx.saved_tensors) - 1)
         return (None, None, *rule.relevance(grad, *ctx.saved_tensors))
 
 
@@ -324,29 +325,9 @@ class ProbabilityProduct(Rule):
         return relevance_probs, relevance_value
 
 
-class _ObservedNode(torch.autograd.Function):
-    """Records the gradient reaching an eager attention product in the gradient pass."""
-
-    @staticmethod
-    def forward(ctx, rule: ProbabilityProduct, output, probabilities, value):
-        ctx.rule = rule
-        ctx.save_for_backward(output, probabilities, value)
-        return output
-
-    @staticmethod
-    def backward(ctx, grad):
-        rule = ctx.rule
-        if rule.state.current is Pass.GRADIENT:
-            rule.call.grad_output = grad
-            for observer in rule.observers:
-                observer.on_gradient(rule.call)
-            return None, grad, None, None
-        return (None, None, *rule.relevance(grad, *ctx.saved_tensors))
-
-
 def observed_product(output, probabilities, value, map_, state, observers, layer, announce: bool = True):
     """Put the eager attention rule on ``probabilities @ value``'s true output."""
     call = MapCall(layer, map_, probabilities, value)
     for observer in observers if announce else ():
         observer.on_forward(call)
-    return _ObservedNode.apply(ProbabilityProduct(call, state, observers), output, probabilities, value), call
+    return _AttentionNode.apply(ProbabilityProduct(call, state, observers), output, probabilities, value), call

@@ -164,7 +164,7 @@ class Dispatcher:
         output = function(*args, **kwargs)
         if not any(t.is_floating_point() for t in _tensors([output])):
             return output
-        if name in MATMUL and self._probabilities(args):
+        if name in MATMUL and self._is_attention_product(args):
             return self.mark(self._eager_attention(args, output))
         if name in ROUTING:
             result = self._inherit_origin(self.mark(output), live[0])
@@ -198,7 +198,7 @@ class Dispatcher:
         if getattr(source, "_relevancy_probabilities", False) and result.shape[-1] == source.shape[-1]:
             result._relevancy_probabilities = True
 
-    def _probabilities(self, args) -> bool:
+    def _is_attention_product(self, args) -> bool:
         """Whether ``args`` are (attention probabilities, values), both carrying relevance."""
         if len(args) < 2 or not (self.is_live(args[0]) and self.is_live(args[1])):
             return False
@@ -210,8 +210,9 @@ class Dispatcher:
         if operand.dim() < 3 or operand.shape[0] % batch:
             self._unsupported("matmul", "attention probabilities whose first dimension is not the batch")
         map_ = operand.reshape(batch, -1, *operand.shape[-2:])  # (B, H, N, M); bmm's (B*H, N, M) is batch-major
+        map_ = map_ if self.explicit_attention else map_.detach()  # a differentiable map keeps its graph
         wrapped, call = attention.observed_product(
-            output, operand, value, map_ if self.explicit_attention else map_.detach(), self.state, self.observers, len(self.calls), announce=not self.replaying
+            output, operand, value, map_, self.state, self.observers, len(self.calls), announce=not self.replaying
         )
         self.calls.append(call)
         return wrapped
@@ -228,14 +229,10 @@ class Dispatcher:
             return attach(Sum(sign), state, output, self._as_tensor(a, output), self._as_tensor(b, output))
         if name in MUL:
             a, b = args[0], args[1]
-            if self.is_live(a) and self.is_live(b):
-                if name in ("mul", "__mul__", "__rmul__", "multiply"):
-                    return attach(Product(), state, output, a, b)
-                # x / n(x): a normalisation (a router's weights over their sum), whose divisor is held
-                # constant as LayerNorm's is: the numerator keeps the relevance
-                wrapped = attach(Identity(), state, output, a)
-                wrapped._relevancy_scaled_from = self._origin(a)
-                return wrapped
+            if self.is_live(a) and self.is_live(b) and name in ("mul", "__mul__", "__rmul__", "multiply"):
+                return attach(Product(), state, output, a, b)
+            # a scaling by a constant, or x / n(x) (a router's weights over their sum): a normalisation
+            # whose divisor is held constant as LayerNorm's is, so the numerator keeps the relevance
             scaled = a if self.is_live(a) else b
             wrapped = attach(Identity(), state, output, scaled)
             wrapped._relevancy_scaled_from = self._origin(scaled)
@@ -252,7 +249,7 @@ class Dispatcher:
             return self._matmul(name, function, args, kwargs, output)
         if name == "baddbmm":
             # beta * bias + alpha * (a @ b), e.g. ALiBi + q k^T: the bias is held like an attention mask
-            bias, a, b, beta, alpha = _bind(args, kwargs, ("input", "batch1", "batch2", "beta", "alpha"), (1, 1))
+            bias, a, b, _, alpha = _bind(args, kwargs, ("input", "batch1", "batch2", "beta", "alpha"), (1, 1))
             if self.is_live(bias):
                 self._unsupported(name, "an added term that depends on the input")
             return attach(Bilinear(lambda x, y, s=alpha: torch.bmm(x, y) * s), state, output, a, b)
