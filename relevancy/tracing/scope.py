@@ -23,7 +23,7 @@ from ..errors import UnsupportedModelError
 from ..rules.base import Pass, PassState, attach
 from ..rules.composites import COMPOSITES, Composite
 from ..rules.elementwise import Identity
-from ..rules.gradient import IdentityImplicit, LayerNormHeld
+from ..rules.gradient import IdentityImplicit
 from .dispatch import Dispatcher
 
 _ACTIVATIONS = (nn.GELU, nn.ReLU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Mish, nn.ELU, nn.LeakyReLU, nn.Hardtanh, nn.ReLU6)
@@ -62,13 +62,11 @@ def module_rule(module: nn.Module):
 
 
 def gradient_form_module_rule(module: nn.Module):
-    """AttnLRP / CP-LRP: the identity rule for activation modules, LayerNorm and RMSNorm with their
-    scale held constant. Other norm modules run op by op under the dispatcher (the rules registered
-    for LRP are relevance rules, which do not apply to a modified gradient)."""
+    """AttnLRP / CP-LRP: the identity rule for activation modules and RMSNorm (whose scale is held
+    constant). Other norm modules run op by op under the dispatcher, which holds ``layer_norm``'s
+    scale (the rules registered for LRP are relevance rules, which do not apply to a modified gradient)."""
     if _is_activation(module):
         return IdentityImplicit()
-    if isinstance(module, nn.LayerNorm):
-        return LayerNormHeld(module.normalized_shape, module.weight, module.eps)
     if _is_norm(module) and (isinstance(module, nn.RMSNorm) or type(module).__name__.endswith("RMSNorm")):
         return IdentityImplicit()  # y / x = weight / rms
     return None

