@@ -29,9 +29,11 @@ def run(args) -> int:
         import uvicorn
 
         from ..serve import create_app, load_models
+        from ..serve.folders import check_folders
         from ..serve.models import DEFAULT_MODELS
     except ImportError as error:
         raise ImportError(f"relevancy serve needs the serve extra: pip install -e \".[serve]\" ({error})") from error
+    check_folders(args.audit, args.evaluation)  # before the models load
     app = create_app(load_models(args.model or DEFAULT_MODELS), audits=args.audit, evaluations=args.evaluation)
     if args.host not in LOCAL_HOSTS:
         print(f"relevancy serve: warning: listening on {args.host}: other machines can reach the explorer and run "

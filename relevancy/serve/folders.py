@@ -21,16 +21,28 @@ def _stats(data: dict) -> ItemStats:
     return ItemStats(**{f.name: data[f.name] for f in fields(ItemStats)})
 
 
+def check_folders(audits: list, evaluations: list) -> None:
+    """Refuse folders that are not audit or evaluation outputs, before any model loads."""
+    for folder in audits:
+        missing = [name for name in AUDIT_FILES if not (Path(folder) / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{folder} is not an audit folder ({', '.join(missing)} missing): give a folder written by "
+                "`relevancy audit ... --out DIR`"
+            )
+    for folder in evaluations:
+        if not (Path(folder) / EVALUATION_FILE).is_file():
+            raise FileNotFoundError(
+                f"{folder} is not an evaluation folder (no {EVALUATION_FILE}): give a folder written by "
+                "`relevancy evaluate ... --out DIR`"
+            )
+
+
 def load_audit_report(folder: str | Path) -> AuditReport:
     """The AuditReport that ``relevancy audit --out FOLDER`` saved, with the records of the documents
     that any word's evidence names (the documents the page can show)."""
+    check_folders([folder], [])
     folder = Path(folder)
-    missing = [name for name in AUDIT_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{folder} is not an audit folder ({', '.join(missing)} missing): give a folder written by "
-            "`relevancy audit ... --out DIR`"
-        )
     saved = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     report = AuditReport(
         meta=saved["meta"],
@@ -61,12 +73,8 @@ class EvaluationFolder:
 
     @classmethod
     def load(cls, folder: str | Path) -> "EvaluationFolder":
+        check_folders([], [folder])
         folder = Path(folder)
-        if not (folder / EVALUATION_FILE).is_file():
-            raise FileNotFoundError(
-                f"{folder} is not an evaluation folder (no {EVALUATION_FILE}): give a folder written by "
-                "`relevancy evaluate ... --out DIR`"
-            )
         results = json.loads((folder / EVALUATION_FILE).read_text(encoding="utf-8"))
         plots = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PLOT_SUFFIXES and p.is_file())
         return cls(folder, results, plots)
