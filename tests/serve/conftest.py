@@ -98,7 +98,7 @@ def evaluation_folder(models, reviews_csv, tmp_path_factory):
     explainer = models["default"].explainer
     dataset = load_dataset(reviews_csv, "csv")
     evaluate(explainer.model, explainer.processor, dataset, ["transformer_attribution", "rollout"], ["perturbation"],
-             out_dir=folder, progress=False)
+             out_dir=folder, limit=6, progress=False)
     return folder
 
 
