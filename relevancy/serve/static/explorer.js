@@ -246,7 +246,8 @@
       whole.addEventListener('click', function () { showAnswer('whole'); });
       box.appendChild(whole);
       data.tokens.slice(data.prompt_length).forEach(function (token, t) {
-        var b = el('button', {'data-choice': String(t)}, token);
+        var shown = token.trim() ? token : JSON.stringify(token).slice(1, -1).replace(/ /g, '\u2423');  // whitespace made visible
+        var b = el('button', {'data-choice': String(t)}, shown);
         b.addEventListener('click', function () { showAnswer(t); });
         box.appendChild(b);
       });
@@ -344,12 +345,24 @@
     };
     fillMethods($('text-methods'), 'text-method');
     fillMethods($('image-methods'), 'image-method');
-    c.methods.forEach(function (m) { option($('answer-method'), m, m); });
+    c.compared.concat(c.methods.filter(function (m) { return c.compared.indexOf(m) < 0; }))
+      .forEach(function (m) { option($('answer-method'), m, m); });
     $('new-tokens').max = c.limits.new_tokens;
     fillTargets(modelInfo($('text-model').value), $('text-target'), $('text-contrast'));
     fillTargets(modelInfo($('image-model').value), $('image-target'), $('image-contrast'));
     folders($('audit-folder'), c.audits);
     folders($('evaluation-folder'), c.evaluations);
+    var missing = {
+      text: 'no text classifier is served: start relevancy serve --model NAME_OR_PATH',
+      image: 'no image classifier is served: start relevancy serve --model NAME_OR_PATH (default-image: the embedded one)',
+      answer: 'no causal language model is served: start relevancy serve --model NAME_OR_PATH (a folder, a hub name or a .gguf file)'
+    };
+    Object.keys(missing).forEach(function (kind) {
+      if (!available[kind]) {
+        $(kind + '-error').textContent = missing[kind];
+        $(kind === 'text' ? 'explain-text' : kind === 'image' ? 'explain-image' : 'explain-answer').disabled = true;
+      }
+    });
     document.querySelectorAll('#tabs button').forEach(function (b) {
       var tab = b.getAttribute('data-tab');
       if (!available[tab]) b.title = 'nothing to show: start relevancy serve with a model or folder of this kind';
