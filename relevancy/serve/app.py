@@ -42,7 +42,6 @@ class Limits:
     text_characters = 20_000  # before tokenising; the model's window is checked on the tokens
     image_pixels = 4096 * 4096
     new_tokens = 64
-    methods = len(available())
 
     def describe(self) -> dict:
         return {"upload_bytes": self.upload_bytes, "text_characters": self.text_characters,
@@ -58,7 +57,7 @@ class BadRequest(Exception):
 
 
 # errors of the library that describe the input or the request, shown to the user as they are
-INPUT_ERRORS = (ValueError, TypeError, KeyError, UnsupportedModelError, UnsupportedOperationError)
+INPUT_ERRORS = (ValueError, TypeError, UnsupportedModelError, UnsupportedOperationError)
 
 
 def create_app(models: dict[str, ServedModel], audits: list | None = None, evaluations: list | None = None,
@@ -106,7 +105,7 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
         if len(text) > limits.text_characters:
             raise BadRequest(f"the text has {len(text)} characters; the explorer takes at most "
                              f"{limits.text_characters}: explain a shorter part")
-        methods = _methods(body.get("methods"), limits)
+        methods = _methods(body.get("methods"))
         target = _target(body.get("target"))
 
         def work():
@@ -119,7 +118,8 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
 
     async def explain_image(request: Request) -> Response:
         served = model_named(request.query_params.get("model"), "image")
-        methods = _methods(request.query_params.get("methods", "").split(",") if request.query_params.get("methods") else None, limits)
+        methods = request.query_params.get("methods")
+        methods = _methods(None if methods is None else methods.split(","))
         target = _target(request.query_params.get("target"))
         image = _read_image(await _body(request, limits.upload_bytes, "the image"), limits)
 
@@ -144,7 +144,7 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
         new_tokens = body.get("new_tokens", 8)
         if not isinstance(new_tokens, int) or isinstance(new_tokens, bool) or not 1 <= new_tokens <= limits.new_tokens:
             raise BadRequest(f"the number of tokens to generate must be a whole number from 1 to {limits.new_tokens}")
-        method = _methods([body.get("method") or COMPARED_METHODS[0]], limits)[0]
+        method = _methods([body.get("method") or COMPARED_METHODS[0]])[0]
         explainer = served.explainer
         length = len(explainer.processor(prompt)["input_ids"])
         if served.window and length + new_tokens > served.window:
@@ -229,8 +229,7 @@ def _guarded(endpoint):
         except BadRequest as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
         except INPUT_ERRORS as error:
-            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-            return JSONResponse({"error": str(message)}, status_code=400)
+            return JSONResponse({"error": str(error)}, status_code=400)
         except Exception as error:  # noqa: BLE001 - the page gets a message, the log the details
             log.error("request %s failed:\n%s", request.url.path, traceback.format_exc())
             return JSONResponse({"error": f"the server could not answer ({type(error).__name__}: {error})"}, status_code=500)
@@ -264,16 +263,18 @@ async def _json(request: Request, limits: Limits) -> dict:
     return body
 
 
-def _methods(names, limits: Limits) -> list[str]:
-    names = list(COMPARED_METHODS) if names in (None, [], "") else names
+def _methods(names) -> list[str]:
+    """The methods asked for, in order (None: the four compared by default)."""
+    if names is None:
+        return list(COMPARED_METHODS)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise BadRequest("methods must be a list of method names")
     names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if not names:
+        raise BadRequest(f"choose at least one method: {', '.join(available())}")
     unknown = [n for n in names if n not in available()]
-    if unknown or not names:
-        raise BadRequest(f"unknown method {', '.join(map(repr, unknown)) or '(none)'}: choose from {', '.join(available())}")
-    if len(names) > limits.methods:
-        raise BadRequest(f"at most {limits.methods} methods at once")
+    if unknown:
+        raise BadRequest(f"unknown method {', '.join(map(repr, unknown))}: choose from {', '.join(available())}")
     return names
 
 

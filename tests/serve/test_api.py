@@ -104,6 +104,7 @@ def test_text_default_methods_are_the_four_compared(client):
     ({"model": "default-image", "text": "good"}, 400, ["default-image is a image model", "needs a text model"]),
     ({"model": "default", "text": "good", "methods": ["magic"]}, 400, ["unknown method 'magic'", "transformer_attribution"]),
     ({"model": "default", "text": "good", "methods": "rollout"}, 400, ["list of method names"]),
+    ({"model": "default", "text": "good", "methods": [" "]}, 400, ["choose at least one method"]),
     ({"model": "default", "text": "good", "target": "joyful"}, 400, ["joyful"]),
     ({"model": "default", "text": "good", "target": 7}, 400, ["out of range"]),
     ({"model": "default", "text": "good", "target": [1]}, 400, ["class index, a label name or 'a vs b'"]),
@@ -164,6 +165,8 @@ def test_image_request_for_a_text_model_or_unknown_method_is_refused(client):
     refused(client.post("/api/explain/image?model=default", content=PULLOVER.read_bytes()), 400, "needs a image model")
     refused(client.post("/api/explain/image?model=default-image&methods=rollout,nope", content=PULLOVER.read_bytes()),
             400, "unknown method 'nope'")
+    refused(client.post("/api/explain/image?model=default-image&methods=", content=PULLOVER.read_bytes()),
+            400, "choose at least one method")
 
 
 # -- 3. answers of a causal LM ---------------------------------------------------------------------
