@@ -31,6 +31,7 @@ from .models import ServedModel
 STATIC = Path(__file__).resolve().parent / "static"
 COMPARED_METHODS = ("transformer_attribution", "gradient_x_attention", "rollout", "integrated_gradients")
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+WHAT = {"text": "text", "image": "images", "answer": "the answers of a causal language model"}  # by model kind
 log = logging.getLogger("relevancy.serve")
 
 
@@ -74,7 +75,7 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
         if served is None:
             raise BadRequest(f"no model called {name!r} is served: choose one of {', '.join(models) or 'none'}", 404)
         if served.kind != kind:
-            raise BadRequest(f"{name} is a {served.kind} model; this view needs a {kind} model")
+            raise BadRequest(f"{name} explains {WHAT[served.kind]}; this view needs a model that explains {WHAT[kind]}")
         return served
 
     async def index(request: Request) -> Response:
@@ -146,13 +147,13 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
             raise BadRequest(f"the number of tokens to generate must be a whole number from 1 to {limits.new_tokens}")
         method = _methods([body.get("method") or COMPARED_METHODS[0]])[0]
         explainer = served.explainer
-        length = len(explainer.processor(prompt)["input_ids"])
-        if served.window and length + new_tokens > served.window:
-            raise BadRequest(f"the prompt is {length} tokens and {new_tokens} more are asked for, but the model "
-                             f"reads at most {served.window}: shorten the prompt or generate fewer tokens")
 
         def work():
-            with served.lock:
+            with served.lock:  # the tokenizer too: a fast tokenizer refuses concurrent calls
+                length = len(explainer.processor(prompt)["input_ids"])
+                if served.window and length + new_tokens > served.window:
+                    raise BadRequest(f"the prompt is {length} tokens and {new_tokens} more are asked for, but the model "
+                                     f"reads at most {served.window}: shorten the prompt or generate fewer tokens")
                 return explain(explainer.model, explainer.processor, prompt, max_new_tokens=new_tokens, method=method,
                                progress=False)
 

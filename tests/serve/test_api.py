@@ -101,7 +101,7 @@ def test_text_default_methods_are_the_four_compared(client):
     ({"model": "default", "text": "good " * 600}, 400, ["602 tokens long", "reads at most 512"]),
     ({"model": "nope", "text": "good"}, 404, ["no model called 'nope'", "default, default-image, tiny-lm"]),
     ({"model": "bert-base-uncased", "text": "good"}, 404, ["no model called 'bert-base-uncased'"]),
-    ({"model": "default-image", "text": "good"}, 400, ["default-image is a image model", "needs a text model"]),
+    ({"model": "default-image", "text": "good"}, 400, ["default-image explains images; this view needs a model that explains text"]),
     ({"model": "default", "text": "good", "methods": ["magic"]}, 400, ["unknown method 'magic'", "transformer_attribution"]),
     ({"model": "default", "text": "good", "methods": "rollout"}, 400, ["list of method names"]),
     ({"model": "default", "text": "good", "methods": [" "]}, 400, ["choose at least one method"]),
@@ -162,7 +162,7 @@ def test_bad_uploads_get_one_message(client, content, status, phrases):
 
 
 def test_image_request_for_a_text_model_or_unknown_method_is_refused(client):
-    refused(client.post("/api/explain/image?model=default", content=PULLOVER.read_bytes()), 400, "needs a image model")
+    refused(client.post("/api/explain/image?model=default", content=PULLOVER.read_bytes()), 400, "default explains text; this view needs a model that explains images")
     refused(client.post("/api/explain/image?model=default-image&methods=rollout,nope", content=PULLOVER.read_bytes()),
             400, "unknown method 'nope'")
     refused(client.post("/api/explain/image?model=default-image&methods=", content=PULLOVER.read_bytes()),
@@ -199,7 +199,7 @@ def test_bad_answer_requests_get_one_message(client, body, phrases):
 
 
 def test_answer_request_for_a_classifier_is_refused(client):
-    refused(client.post("/api/explain/answer", json={"model": "default", "prompt": "hi"}), 400, "needs a answer model")
+    refused(client.post("/api/explain/answer", json={"model": "default", "prompt": "hi"}), 400, "needs a model that explains the answers of a causal language model")
 
 
 # -- 4. audit folders ------------------------------------------------------------------------------
