@@ -109,28 +109,28 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
         methods = _methods(body.get("methods"))
         target = _target(body.get("target"))
 
-        def work():
+        def work() -> dict:  # in a worker thread: the event loop keeps answering other requests
             with served.lock:
-                return [served.explainer(text, target=target, method=m) for m in methods]
+                explanations = [served.explainer(text, target=target, method=m) for m in methods]
+            return {"model": served.name, **_prediction(explanations[0]), "results": [_text_result(e) for e in explanations]}
 
-        explanations = await run_in_threadpool(work)
-        return JSONResponse({"model": served.name, **_prediction(explanations[0]),
-                             "results": [_text_result(e) for e in explanations]})
+        return JSONResponse(await run_in_threadpool(work))
 
     async def explain_image(request: Request) -> Response:
         served = model_named(request.query_params.get("model"), "image")
         methods = request.query_params.get("methods")
         methods = _methods(None if methods is None else methods.split(","))
         target = _target(request.query_params.get("target"))
-        image = _read_image(await _body(request, limits.upload_bytes, "the image"), limits)
+        upload = await _body(request, limits.upload_bytes, "the image")
 
-        def work():
+        def work() -> dict:
+            image = _read_image(upload, limits)
             with served.lock:
-                return [served.explainer(image, target=target, method=m) for m in methods]
+                explanations = [served.explainer(image, target=target, method=m) for m in methods]
+            return {"model": served.name, **_prediction(explanations[0]), "image": _png(explanations[0].image),
+                    "results": [_image_result(e) for e in explanations]}
 
-        explanations = await run_in_threadpool(work)
-        return JSONResponse({"model": served.name, **_prediction(explanations[0]),
-                             "image": _png(explanations[0].image), "results": [_image_result(e) for e in explanations]})
+        return JSONResponse(await run_in_threadpool(work))
 
     async def explain_answer(request: Request) -> Response:
         from ..generation import explain_answer as explain
@@ -148,23 +148,23 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
         method = _methods([body.get("method") or COMPARED_METHODS[0]])[0]
         explainer = served.explainer
 
-        def work():
+        def work() -> dict:
             with served.lock:  # the tokenizer too: a fast tokenizer refuses concurrent calls
                 length = len(explainer.processor(prompt)["input_ids"])
                 if served.window and length + new_tokens > served.window:
                     raise BadRequest(f"the prompt is {length} tokens and {new_tokens} more are asked for, but the model "
                                      f"reads at most {served.window}: shorten the prompt or generate fewer tokens")
-                return explain(explainer.model, explainer.processor, prompt, max_new_tokens=new_tokens, method=method,
-                               progress=False)
+                result = explain(explainer.model, explainer.processor, prompt, max_new_tokens=new_tokens, method=method,
+                                 progress=False)
+            return {
+                "model": served.name, "method": result.method, "signed": result.signed, "tokens": result.tokens,
+                "prompt_length": result.prompt_length,
+                "rows": {"kept": _rows(result.normalised(False)), "sink_dropped": _rows(result.normalised(True))},
+                "whole": {"kept": _rows(result.summed(False)), "sink_dropped": _rows(result.summed(True))},
+                "html": result.to_html(),
+            }
 
-        result = await run_in_threadpool(work)
-        return JSONResponse({
-            "model": served.name, "method": result.method, "signed": result.signed, "tokens": result.tokens,
-            "prompt_length": result.prompt_length,
-            "rows": {"kept": _rows(result.normalised(False)), "sink_dropped": _rows(result.normalised(True))},
-            "whole": {"kept": _rows(result.summed(False)), "sink_dropped": _rows(result.summed(True))},
-            "html": result.to_html(),
-        })
+        return JSONResponse(await run_in_threadpool(work))
 
     def report_named(request: Request):
         name = request.path_params["name"]

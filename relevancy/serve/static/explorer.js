@@ -147,10 +147,13 @@
       } else {
         var content = result.tokens.filter(function (t) { return !t.special; }).map(function (t) { return t.score; });
         var tokenScale = peak(content);
+        // WordPiece marks continuations (##); byte-level BPE and SentencePiece mark word starts (\u0120, \u2581)
+        var marksStarts = result.tokens.some(function (t) { return /^[\u0120\u2581]/.test(t.text); });
         result.tokens.forEach(function (t, i) {
-          var piece = t.text.indexOf('##') === 0;
-          if (i > 0 && !piece) line.appendChild(document.createTextNode(' '));
-          line.appendChild(unit(piece ? t.text.slice(2) : t.text, t.score, tokenScale, t.special));
+          var starts = marksStarts ? /^[\u0120\u2581]/.test(t.text) || t.special : t.text.indexOf('##') !== 0;
+          if (i > 0 && starts) line.appendChild(document.createTextNode(' '));
+          var shown = marksStarts ? t.text.replace(/^[\u0120\u2581]/, '') : t.text.replace(/^##/, '');
+          line.appendChild(unit(shown, t.score, tokenScale, t.special));
         });
       }
       card.appendChild(line);
