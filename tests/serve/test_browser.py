@@ -11,7 +11,9 @@ import shutil
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from relevancy.adapters.default_model import IMAGE_SAMPLES
 
@@ -86,6 +88,12 @@ def test_text_tokens_are_coloured_by_the_map_of_the_chosen_target(page, server):
     assert page.inner_text("#text-hover") == units.nth(strongest).get_attribute("title")
     assert f"{scores[strongest]:.4g}"[:4] in page.inner_text("#text-hover")
     screenshot(page, "text")
+    with page.expect_download() as download:
+        page.locator(".result[data-method=gradient_x_attention] .downloads a", has_text="PNG").click()
+    picture = Image.open(download.value.path())
+    assert picture.format == "PNG" and picture.width == 900
+    colours = {tuple(c) for c in np.asarray(picture.convert("RGB")).reshape(-1, 3)}
+    assert (220, 40, 40) in colours or (40, 80, 220) in colours  # the strongest token, fully coloured
     page.check("#view-words")
     words = page.locator(".result[data-method=gradient_x_attention] .unit")
     assert [words.nth(i).inner_text() for i in range(words.count())] == [w["text"] for w in expected["words"]]

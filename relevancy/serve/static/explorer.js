@@ -71,6 +71,33 @@
     return box;
   }
 
+  // A text map as a picture: the coloured units of ``line`` drawn on a canvas as the page shows them.
+  function linePng(line) {
+    var canvas = document.createElement('canvas'), context = canvas.getContext('2d');
+    var font = '16px sans-serif', pad = 10, height = 24, gap = 6, width = 900;
+    context.font = font;
+    var x = pad, y = pad, boxes = [];
+    line.querySelectorAll('.unit').forEach(function (u) {
+      var w = context.measureText(u.textContent).width + 6;
+      if (x + w > width - pad && x > pad) { x = pad; y += height + gap; }
+      boxes.push({x: x, y: y, w: w, text: u.textContent, fill: u.style.background});
+      x += w + 4;
+    });
+    canvas.width = width;
+    canvas.height = y + height + pad;
+    context.fillStyle = '#fff';
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    context.font = font;
+    context.textBaseline = 'middle';
+    boxes.forEach(function (b) {
+      context.fillStyle = b.fill || 'transparent';
+      context.fillRect(b.x, b.y, b.w, height);
+      context.fillStyle = '#222';
+      context.fillText(b.text, b.x + 3, b.y + height / 2);
+    });
+    return canvas.toDataURL('image/png');
+  }
+
   // -- forms shared by text and image ----------------------------------------------------------------
   function fillModels(select, kind) {
     var models = config.models.filter(function (m) { return m.kind === kind; });
@@ -157,7 +184,11 @@
         });
       }
       card.appendChild(line);
-      card.appendChild(downloads(result, 'relevancy-' + result.method));
+      var links = downloads(result, 'relevancy-' + result.method);
+      var png = el('a', {href: '#', download: 'relevancy-' + result.method + '.png'}, 'PNG');
+      png.addEventListener('click', function () { png.href = linePng(line); });  // drawn when asked for
+      links.appendChild(png);
+      card.appendChild(links);
       box.appendChild(card);
     });
   }
