@@ -290,3 +290,28 @@ def test_folders_that_are_not_outputs_are_refused_at_start_up(models, tmp_path):
 
 def test_static_files_are_only_the_page_assets():
     assert sorted(p.name for p in Path(STATIC).iterdir()) == ["explorer.css", "explorer.js", "index.html"]
+
+
+def test_an_unexpected_failure_is_one_line_on_the_page_and_the_server_keeps_serving(caplog):
+    """A model whose embedding table is smaller than its tokenizer's vocabulary (a user's mismatched
+    pair) fails inside torch on words past the table: the page gets the error in one line, the log
+    the traceback, and the model answers the next request, unchanged."""
+    from starlette.testclient import TestClient
+
+    from relevancy.explainer import Explainer
+    from relevancy.serve import ServedModel
+    from tests.audit import toy
+    from tests.models import assert_unchanged, snapshot
+
+    tokenizer = toy.tokenizer()
+    model = toy.model(vocab_size=tokenizer.convert_tokens_to_ids("bad"))  # "good" fits, "bad" does not
+    before = snapshot(model)
+    with TestClient(create_app({"mismatched": ServedModel("mismatched", Explainer(model, tokenizer))})) as client:
+        failed = client.post("/api/explain/text", json={"model": "mismatched", "text": "bad", "methods": ["rollout"]})
+        message = refused(failed, 500, "the server could not answer (IndexError: index out of range in self)")
+        assert "\n" not in message
+        assert "Traceback" in caplog.text and "request /api/explain/text failed" in caplog.text
+        answered = client.post("/api/explain/text", json={"model": "mismatched", "text": "good", "methods": ["rollout"]})
+        assert answered.status_code == 200 and [t["text"] for t in answered.json()["results"][0]["tokens"]] == [
+            "[CLS]", "good", "[SEP]"]
+    assert_unchanged(model, before)
