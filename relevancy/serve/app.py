@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,15 @@ WHAT = {"text": "text", "image": "images", "answer": "the answers of a causal la
 log = logging.getLogger("relevancy.serve")
 
 
+@dataclass(frozen=True)
 class Limits:
     """What one request may ask for; larger requests get a message saying the limit."""
 
-    upload_bytes = 10 * 1024 * 1024
-    json_bytes = 1024 * 1024
-    text_characters = 20_000  # before tokenising; the model's window is checked on the tokens
-    image_pixels = 4096 * 4096
-    new_tokens = 64
+    upload_bytes: int = 10 * 1024 * 1024
+    json_bytes: int = 1024 * 1024
+    text_characters: int = 20_000  # before tokenising; the model's window is checked on the tokens
+    image_pixels: int = 4096 * 4096
+    new_tokens: int = 64
 
     def describe(self) -> dict:
         return {"upload_bytes": self.upload_bytes, "text_characters": self.text_characters,
