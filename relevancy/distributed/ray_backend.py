@@ -18,9 +18,13 @@ import math
 import pickle
 from contextlib import contextmanager
 
-import ray
-import ray.data
 import torch
+
+try:
+    import ray
+    import ray.data
+except ImportError as error:  # an optional extra
+    raise ImportError(f"running on Ray needs Ray Data ({error}): pip install 'relevancy[ray]'") from error
 from tqdm.auto import tqdm
 
 from .options import RayOptions
@@ -34,9 +38,13 @@ def connected(options: RayOptions):
     started = not ray.is_initialized()
     if started:
         ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=False)
+    data_logger = logging.getLogger("ray.data")
+    level = data_logger.level
+    data_logger.setLevel(logging.WARNING)  # Ray Data's progress notes; the driver shows its own bar
     try:
         yield
     finally:
+        data_logger.setLevel(level)
         if started:
             ray.shutdown()
 
