@@ -117,10 +117,10 @@ def report(results, arguments, started, seconds, load_before, load_after) -> str
     for r in results:
         n = r["documents"]
         lines.append(
-            f"| {r['data']} | {n} | {r['batch_size']} | {r['window']} | {n / r['audit_bucketed_s']:.1f} | "
-            f"{n / r['audit_in_order_s']:.1f} | {r['audit_in_order_s'] / r['audit_bucketed_s']:.2f} | "
+            f"| {r['data']} | {n} | {r['batch_size']} | {r['window']} | {n / r['audit_bucketed_s']:.3g} | "
+            f"{n / r['audit_in_order_s']:.3g} | {r['audit_in_order_s'] / r['audit_bucketed_s']:.2f} | "
             f"{r['padded_tokens_bucketed'] / r['real_tokens']:.2f} | {r['padded_tokens_in_order'] / r['real_tokens']:.2f} | "
-            f"{n / r['forward_backward_s']:.1f} | {r['audit_bucketed_s'] / r['forward_backward_s']:.2f} |"
+            f"{n / r['forward_backward_s']:.3g} | {r['audit_bucketed_s'] / r['forward_backward_s']:.2f} |"
         )
     lines += ["", "×fb: the bucketed audit's time over forward+backward's on the same batches "
               "(the engine benchmark's ratio, here for the whole audit).", ""]
@@ -146,7 +146,9 @@ def main() -> None:
     text = report(results, sys.argv[1:], started, time.perf_counter() - clock, load_before, os.getloadavg())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
-    args.output.with_suffix(".json").write_text(json.dumps({"results": results, "load_before": load_before, "load_after": os.getloadavg()}, indent=2))
+    saved = {"results": results, "arguments": sys.argv[1:], "started": started, "seconds": time.perf_counter() - clock,
+             "load_before": load_before, "load_after": os.getloadavg()}
+    args.output.with_suffix(".json").write_text(json.dumps(saved, indent=2))
     print(text)
 
 

@@ -196,7 +196,9 @@ def main() -> None:
     text = report(results, sys.argv[1:], started, time.perf_counter() - clock, load_before, os.getloadavg(), args.cpus, args.window)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
-    args.output.with_suffix(".json").write_text(json.dumps({"results": results, "load_before": load_before, "load_after": os.getloadavg()}, indent=2))
+    saved = {"results": results, "arguments": sys.argv[1:], "started": started, "seconds": time.perf_counter() - clock,
+             "load_before": load_before, "load_after": os.getloadavg(), "cpus": args.cpus, "window": args.window}
+    args.output.with_suffix(".json").write_text(json.dumps(saved, indent=2))
     print(text)
 
 
