@@ -8,7 +8,9 @@ by length), so all three compute the same batches. Reported per run:
 - end to end: documents / wall time of ``audit()`` (Ray: connecting, shipping the model, starting
   the actors and the report included);
 - steady state: documents stored after the first window arrived / time from then to the last one
-  (the rate once the actors are up: what a long job sees).
+  (the rate once the actors are up: what a long job sees);
+- CPU seconds of the driver and of all the cluster's processes during the run (per document: the
+  work, which a busy machine changes far less than the wall time).
 Scaling efficiency = 2-actor rate / (2 x 1-actor rate), for both.
 
 Usage:
@@ -53,11 +55,35 @@ def phrases(count: int) -> list[dict]:
         return [{"id": f"dev-{i}", "text": r["sentence"], "label": int(r["label"])} for i, r in zip(range(count), rows)]
 
 
-class Arrivals:
-    """Polls the records file: (seconds since start, documents stored), to find the steady-state rate."""
+TICKS = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.points, self.stopped = path, [], threading.Event()
+
+def session_cpu(session: int | None) -> dict[int, float]:
+    """CPU seconds (user + system) of every process in ``session`` (the Ray cluster), by PID."""
+    found = {}
+    if session is None:
+        return found
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == session:
+                found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
+class Arrivals:
+    """Polls the records file: (seconds since start, documents stored), to find the steady-state rate;
+    and the CPU time of the cluster's processes (actors are gone when the job ends: the last value
+    seen counts), to find the CPU cost per document whatever else runs on the machine."""
+
+    def __init__(self, path: Path, session: int | None) -> None:
+        self.path, self.session, self.points, self.stopped = path, session, [], threading.Event()
+        self.cpu_before = session_cpu(session)
+        self.cpu_last = dict(self.cpu_before)
+        self.driver_before = time.process_time()
         self.start = time.perf_counter()
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()
@@ -69,26 +95,30 @@ class Arrivals:
             if count != last:
                 self.points.append((time.perf_counter() - self.start, count))
                 last = count
+            self.cpu_last.update(session_cpu(self.session))
             time.sleep(0.05)
 
-    def stop(self) -> float | None:
+    def stop(self) -> tuple[float | None, float]:
+        """(steady-state documents/s, CPU seconds of the driver and the cluster during the run)."""
         self.stopped.set()
         self.thread.join()
+        cpu = time.process_time() - self.driver_before
+        cpu += sum(value - self.cpu_before.get(pid, 0.0) for pid, value in self.cpu_last.items())
         if len(self.points) < 2:
-            return None
+            return None, cpu
         (t0, n0), (t1, n1) = self.points[0], self.points[-1]
-        return (n1 - n0) / (t1 - t0)
+        return (n1 - n0) / (t1 - t0), cpu
 
 
-def run(name, model, tokenizer, rows, settings, ray) -> dict:
+def run(name, model, tokenizer, rows, settings, ray, session=None) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        arrivals = Arrivals(Path(out) / "documents.jsonl")
+        arrivals = Arrivals(Path(out) / "documents.jsonl", session)
         start = time.perf_counter()
         audit(model, tokenizer, rows, out=out, settings=settings, progress=False, resume=False, id_column="id", ray=ray)
         seconds = time.perf_counter() - start
-        steady = arrivals.stop()
+        steady, cpu = arrivals.stop()
     result = {"run": name, "documents": len(rows), "seconds": seconds, "end_to_end": len(rows) / seconds,
-              "steady": steady, "arrivals": len(arrivals.points)}
+              "steady": steady, "arrivals": len(arrivals.points), "cpu_seconds": cpu}
     print(json.dumps(result), flush=True)
     return result
 
@@ -140,24 +170,41 @@ def report(results, arguments, started, seconds, load_before, load_after, cpus, 
         f"- load average (1/5/15 min) before: {' / '.join(f'{x:.2f}' for x in load_before)}; after: "
         f"{' / '.join(f'{x:.2f}' for x in load_after)}. On a machine shared with other jobs the actors compete "
         "with them for the 2 cores, so these rates carry noise; re-run on an idle machine for the target (>= 0.8).",
+        f"- kernel autogroup scheduling: {_autogroup()}. With it on, a busy machine shares its cores between sessions, "
+        "and the Ray cluster (started in a session of its own) gets one session's share however many actors it runs: "
+        "under load the second actor then adds no CPU time, and wall-clock scaling cannot show",
         "",
-        "| run | wall s | end-to-end docs/s | steady-state docs/s |",
-        "|---|---:|---:|---:|",
+        "| run | wall s | end-to-end docs/s | steady-state docs/s | CPU s | CPU ms per doc |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        lines.append(f"| {r['run']} | {r['seconds']:.1f} | {r['end_to_end']:.2f} | {_fmt(r['steady'])} |")
+        lines.append(f"| {r['run']} | {r['seconds']:.1f} | {r['end_to_end']:.2f} | {_fmt(r['steady'])} | "
+                     f"{r['cpu_seconds']:.1f} | {1000 * r['cpu_seconds'] / r['documents']:.1f} |")
+    lines += ["", "CPU s: CPU time of the driver plus, for Ray, every process of the cluster (actors, raylet, GCS) "
+              "during the run: the cost per document, which other jobs on the machine do not change much."]
     one, two = by.get("Ray, 1 actor"), by.get("Ray, 2 actors")
     if one and two:
         lines.append("")
         for kind, label in (("end_to_end", "end to end"), ("steady", "steady state")):
             if one[kind] and two[kind]:
                 lines.append(f"- scaling efficiency, {label}: {two[kind]:.2f} / (2 × {one[kind]:.2f}) = {two[kind] / (2 * one[kind]):.2f}")
+        cpu_ratio = two["cpu_seconds"] / one["cpu_seconds"]
+        lines.append(f"- CPU per document, 2 actors over 1 actor: {cpu_ratio:.2f} (1.00: the second actor adds no work, "
+                     f"only parallelism); the efficiency this allows where both actors get a core of their own: "
+                     f"1 / {cpu_ratio:.2f} = {1 / cpu_ratio:.2f}")
         local = by.get("local")
         if local:
-            lines.append(f"- Ray overhead at 1 actor, steady state: {_fmt(one['steady'])} vs the local run's "
-                         f"{_fmt(local['steady'])} docs/s; end to end the Ray runs also pay {one['seconds'] - local['seconds']:.0f} s "
-                         "of start-up (connect, ship the model, start actors that import torch)")
+            lines.append(f"- CPU per document, Ray 1 actor over local: {one['cpu_seconds'] / local['cpu_seconds']:.2f}")
+            lines.append(f"- wall time: local {local['seconds']:.0f} s, Ray 1 actor {one['seconds']:.0f} s, of which Ray spends "
+                         "some on connecting, shipping the model and starting actors that import torch")
     return "\n".join(lines) + "\n"
+
+
+def _autogroup() -> str:
+    try:
+        return {"1": "on", "0": "off"}.get(Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip(), "unknown")
+    except OSError:
+        return "unknown"
 
 
 def _fmt(value) -> str:
@@ -190,7 +237,7 @@ def main() -> None:
         try:
             for actors in (1, 2):
                 name = f"Ray, {actors} actor" + ("s" if actors > 1 else "")
-                results.append(run(name, model, tokenizer, rows, settings, RayOptions(address=address, actors=actors)))
+                results.append(run(name, model, tokenizer, rows, settings, RayOptions(address=address, actors=actors), head.pid))
         finally:
             stop_head(head)
     text = report(results, sys.argv[1:], started, time.perf_counter() - clock, load_before, os.getloadavg(), args.cpus, args.window)
