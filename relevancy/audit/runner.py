@@ -82,6 +82,16 @@ class DocumentStore:
             handle.write("".join(json.dumps(record) + "\n" for record in records))
             handle.flush()
 
+    def append_lines(self, lines: list[str]) -> None:
+        """Records already serialised, one JSON object per line (as Ray actors send them): written as
+        they are, since parsing and re-serialising 50 KB records would make the driver the bottleneck."""
+        if self.folder is None:
+            self._memory.extend(json.loads(line) for line in lines)
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+
     def order_by(self, ids: list[str]) -> None:
         """Put the records in the data set's order: the report reads them in file order (which
         documents a shortcut test measures, the order of sums), and a Ray run writes them as they

@@ -114,7 +114,7 @@ class AuditActor:
             for i, t, r, label in zip(batch["id"], batch["text"], batch["rationales"], batch["label"])
         ]
         records = self.explainer.records(window)
-        return {"record": [json.dumps(r) for r in records], "rows": [1] * len(records)}
+        return {"id": [r["id"] for r in records], "record": [json.dumps(r) for r in records], "rows": [1] * len(records)}
 
 
 def _spans(spans):
@@ -132,10 +132,9 @@ def audit_on_ray(model, tokenizer, pending, store, settings, max_length, options
     with connected(options):
         arguments = (model, tokenizer, settings, max_length, options.cpus_per_actor)
         for batch in stream(rows, AuditActor, arguments, options, settings.length_window or settings.batch_size, progress, "audit"):
-            records = [json.loads(line) for line in batch["record"]]
-            new = [r for r in records if r["id"] not in done]
-            store.append(new)
-            done.update(r["id"] for r in new)
+            fresh = [(str(i), line) for i, line in zip(batch["id"], batch["record"]) if str(i) not in done]
+            store.append_lines([line for _, line in fresh])
+            done.update(i for i, _ in fresh)
 
 
 class EvaluationActor:
