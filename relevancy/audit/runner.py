@@ -160,8 +160,9 @@ def audit(
 
     With ``out`` the records and the report (report.json/.md/.html) are written there and a
     killed run resumes. ``ray``: explain the documents on a Ray cluster instead of in this process
-    (True or "auto": the cluster this machine is attached to, else a new local one; "host:port"; or a
-    ``RayOptions``); the report is computed here from the same records. Returns the AuditReport.
+    (True: the cluster this machine is attached to, else a new local one; "auto": only an existing
+    one; "host:port"; or a ``RayOptions``); the report is computed here from the same records.
+    Returns the AuditReport.
     """
     settings = settings or AuditSettings()
     if settings.target not in ("predicted", "label"):

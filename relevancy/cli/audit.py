@@ -53,8 +53,9 @@ def add_ray_arguments(parser) -> None:
     """``--ray [ADDRESS]`` and its actors (shared with ``relevancy evaluate``)."""
     parser.add_argument(
         "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-        help="run on a Ray cluster (pip install 'relevancy[ray]'): ADDRESS of its head node (host:port), 'auto', or "
-        "none for the cluster this machine is attached to, else a new local one (default: run in this process)",
+        help="run on a Ray cluster (pip install 'relevancy[ray]'): ADDRESS of its head node (host:port); 'auto' for "
+        "the cluster this machine is attached to; nothing for that cluster if there is one, else a new one on this "
+        "machine (default: run in this process)",
     )
     parser.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray actor (0: CPU actors)")
     parser.add_argument(

@@ -114,14 +114,16 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(cluster, saved_m
     model, tokenizer, rows = toy.shortcut_model()
     data = rows[:200]  # 8 windows of 25, each document its own batch
     out = tmp_path / "audit"
-    killed: list[int] = []
+    killed: list[tuple[int, int]] = []  # (pid, documents stored when it was killed)
+
+    earlier = set(processes_of(cluster.session, "AuditActor"))  # an earlier job's actors, perhaps still exiting
 
     def kill_one_actor_once_work_is_under_way() -> None:
         _wait_for(lambda: _lines(out / "documents.jsonl") > 0, "the first records")
-        actors = processes_of(cluster.session, "AuditActor")
+        actors = [pid for pid in processes_of(cluster.session, "AuditActor") if pid not in earlier]
         if actors:
             os.kill(actors[0], signal.SIGKILL)
-            killed.append(actors[0])
+            killed.append((actors[0], _lines(out / "documents.jsonl")))
 
     killer = threading.Thread(target=kill_one_actor_once_work_is_under_way, daemon=True)
     killer.start()
@@ -130,6 +132,7 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(cluster, saved_m
           ray=RayOptions(address=cluster.address, actors=2))
     killer.join(timeout=5)
     assert killed, "no actor process was found to kill"
+    assert killed[0][1] < len(data), "the actor was killed after the job had finished"
     ids = [r["id"] for r in records(out)]
     assert ids == [row["id"] for row in data]
 
