@@ -162,3 +162,10 @@ def test_ray_options_without_ray_are_refused(saved_model, tmp_path, capsys):
         RayOptions(actors=0)
     with pytest.raises(TypeError, match="ray= takes True"):
         RayOptions.parse(3)
+
+
+def test_gpus_asked_of_a_cluster_without_them_are_refused(cluster, saved_model, tmp_path):
+    model, tokenizer, rows = toy.shortcut_model()
+    with pytest.raises(ValueError, match="the Ray cluster has 0 GPUs, fewer than the 1 asked per actor; drop --ray-gpus"):
+        audit(model, tokenizer, rows[:8], out=tmp_path, progress=False, id_column="id",
+              ray=RayOptions(address=cluster.address, gpus_per_actor=1))
