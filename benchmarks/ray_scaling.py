@@ -129,7 +129,7 @@ def start_head(cpus: int, log: Path) -> tuple[subprocess.Popen, str]:
         port = probe.getsockname()[1]
     with log.open("w") as output:
         head = subprocess.Popen(
-            ["ray", "start", "--head", "--block", f"--port={port}", f"--num-cpus={cpus}", "--num-gpus=0",
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}", f"--num-cpus={cpus}", "--num-gpus=0",
              "--include-dashboard=false"],
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
