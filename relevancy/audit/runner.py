@@ -1,7 +1,8 @@
 """Run a relevance method over a labelled data set, one JSONL record per document, then aggregate.
 
-Records are appended batch by batch, so a killed run resumes where it stopped: documents whose id
-is already in ``documents.jsonl`` are skipped, and a half-written last line is dropped.
+Records are appended window by window (see ``relevancy.batching``), so a killed run resumes where it
+stopped: documents whose id is already in ``documents.jsonl`` are skipped, and a half-written last
+line is dropped. A Ray run (``relevancy.distributed``) writes the same records through the same store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from ..adapters.outputs import evaluating, model_logits
 from ..adapters.structure import describe
 from ..engine import attribute
 from ..methods import get_method
-from .data import encode_labels, load_texts
+from ..batching import DEFAULT_WINDOW, batches, windows
+from ..distributed.options import RayOptions
+from .data import TextExample, encode_labels, load_texts
 from .report import AuditReport, ShortcutResult, Thresholds
 from .stats import Statistics, snippet, units
 
@@ -79,6 +82,39 @@ class DocumentStore:
             handle.write("".join(json.dumps(record) + "\n" for record in records))
             handle.flush()
 
+    def append_lines(self, lines: list[str]) -> None:
+        """Records already serialised, one JSON object per line (as Ray actors send them): written as
+        they are, since parsing and re-serialising 50 KB records would make the driver the bottleneck."""
+        if self.folder is None:
+            self._memory.extend(json.loads(line) for line in lines)
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+
+    def order_by(self, ids: list[str]) -> None:
+        """Put the records in the data set's order: the report reads them in file order (which
+        documents a shortcut test measures, the order of sums), and a Ray run writes them as they
+        finish. Rewrites the file only when it is out of order, through a temporary file."""
+        position = {identifier: index for index, identifier in enumerate(ids)}
+        if self.folder is None:
+            self._memory.sort(key=lambda record: position.get(record["id"], len(position)))
+            return
+        spans, offset = [], 0  # (position, byte offset, byte length) of every line
+        with self.path.open("rb") as handle:
+            for line in handle:
+                spans.append((position.get(json.loads(line)["id"], len(position)), offset, len(line)))
+                offset += len(line)
+        if all(a[0] <= b[0] for a, b in zip(spans, spans[1:])):
+            return
+        spans.sort(key=lambda span: span[0])
+        temporary = self.path.with_name(RECORDS + ".sorting")
+        with self.path.open("rb") as source, temporary.open("wb") as target:
+            for _, start, length in spans:
+                source.seek(start)
+                target.write(source.read(length))
+        temporary.replace(self.path)
+
     def __iter__(self):
         if self.folder is None:
             yield from self._memory
@@ -102,6 +138,8 @@ class AuditSettings:
     # words always measured by removal: a model trained against a map can hide a word from it,
     # and candidates chosen by relevance would then miss the word
     shortcut_words: tuple[str, ...] = ()
+    # documents sorted by token count together, so that a batch pads little; 0: batches in data order
+    length_window: int = DEFAULT_WINDOW
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -115,18 +153,25 @@ def audit(
     label_map: dict | None = None,
     resume: bool = True,
     progress: bool = True,
+    ray: RayOptions | str | bool | None = None,
     **load_options,
 ) -> AuditReport:
     """Audit ``model`` on labelled ``data`` (anything ``load_texts`` reads; ``load_options`` go to it).
 
     With ``out`` the records and the report (report.json/.md/.html) are written there and a
-    killed run resumes. Returns the AuditReport.
+    killed run resumes. ``ray``: explain the documents on a Ray cluster instead of in this process
+    (True: the cluster this machine is attached to, else a new local one; "auto": only an existing
+    one; "host:port"; or a ``RayOptions``); the report is computed here from the same records.
+    Returns the AuditReport.
     """
     settings = settings or AuditSettings()
     if settings.target not in ("predicted", "label"):
         raise ValueError(f"unknown target {settings.target!r}: use 'predicted' or 'label'")
     if settings.batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if settings.length_window < 0:
+        raise ValueError("length_window must be >= 0 (0: batches in the data's order)")
+    ray = RayOptions.parse(ray)
     dataset = load_texts(data, **load_options)
     structure = describe(model)
     if structure.modality != "text":
@@ -146,7 +191,13 @@ def audit(
     store = DocumentStore(Path(out) if out is not None else None, meta, resume=resume)
     done = store.done()
     pending = [(example, label) for example, label in zip(dataset.examples, labels) if example.id not in done]
-    _explain(model, tokenizer, pending, store, method, settings, max_length, structure, progress)
+    if ray is None:
+        _explain(model, tokenizer, pending, store, settings, max_length, structure, progress)
+    else:
+        from ..distributed.ray_backend import audit_on_ray  # Ray is imported only when asked for
+
+        audit_on_ray(model, tokenizer, pending, store, settings, max_length, ray, progress)
+    store.order_by([example.id for example in dataset.examples])
 
     num_classes = len(model_labels)
     words, tokens = Statistics("word", num_classes, settings.top_k), Statistics("token", num_classes, settings.top_k)
@@ -187,31 +238,53 @@ def audit(
     return report
 
 
-def _explain(model, tokenizer, pending, store, method, settings, max_length, structure, progress) -> None:
+class DocumentExplainer:
+    """Turns documents into records, a window at a time: what a local run does, and what each Ray
+    actor does with the windows it is sent (so both write the same records)."""
+
+    def __init__(self, model, tokenizer, settings: AuditSettings, max_length: int, structure=None) -> None:
+        self.model, self.tokenizer, self.settings, self.max_length = model, tokenizer, settings, max_length
+        self.structure = structure or describe(model)
+        self.method = get_method(settings.method)
+        self.uncased = _uncased(tokenizer)
+        self.readout = _readout_ids(tokenizer)
+
+    def records(self, window: list[tuple[TextExample, int]]) -> list[dict]:
+        """One record per (example, class index) of ``window``, in the window's order; batches are
+        formed by token count within the window (settings.length_window > 0) or in order."""
+        if not window:
+            return []
+        tokenizer, settings = self.tokenizer, self.settings
+        lengths = [len(ids) for ids in tokenizer([e.text for e, _ in window], add_special_tokens=True)["input_ids"]]
+        device = next(self.model.parameters()).device
+        records: list[dict | None] = [None] * len(window)
+        for group in batches(lengths, settings.batch_size, bucket=settings.length_window > 0):
+            chunk = [window[i] for i in group]
+            encodings = tokenizer(
+                [example.text for example, _ in chunk], padding=True, truncation=True, max_length=self.max_length,
+                return_tensors="pt", return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+                return_special_tokens_mask=True,
+            )
+            inputs = {k: v.to(device) for k, v in encodings.items() if k not in ("offset_mapping", "special_tokens_mask")}
+            target = torch.tensor([label for _, label in chunk], device=device) if settings.target == "label" else None
+            result = attribute(self.model, inputs, self.method, target, structure=self.structure)
+            for row, (position, (example, label)) in enumerate(zip(group, chunk)):
+                records[position] = _record(
+                    tokenizer, example, label, row, encodings, result, self.uncased, self.readout,
+                    lengths[position] > self.max_length,
+                )
+        return records
+
+
+def _explain(model, tokenizer, pending, store, settings, max_length, structure, progress) -> None:
+    """Local run: window by window, each window's records appended in the data set's order."""
     if not pending:
         return
-    lengths = [len(ids) for ids in tokenizer([e.text for e, _ in pending], add_special_tokens=True)["input_ids"]]
-    order = sorted(range(len(pending)), key=lambda i: lengths[i])  # similar lengths share a batch: less padding
-    uncased = _uncased(tokenizer)
-    readout = _readout_ids(tokenizer)
-    device = next(model.parameters()).device
-    bar = tqdm(total=len(pending), desc="audit", unit="doc", disable=not progress)
-    for start in range(0, len(order), settings.batch_size):
-        chunk = [pending[i] for i in order[start : start + settings.batch_size]]
-        texts = [example.text for example, _ in chunk]
-        encodings = tokenizer(
-            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-            return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)), return_special_tokens_mask=True,
-        )
-        inputs = {k: v.to(device) for k, v in encodings.items() if k not in ("offset_mapping", "special_tokens_mask")}
-        target = torch.tensor([label for _, label in chunk], device=device) if settings.target == "label" else None
-        result = attribute(model, inputs, method, target, structure=structure)
-        store.append([
-            _record(tokenizer, example, label, row, encodings, result, uncased, readout, lengths[order[start + row]] > max_length)
-            for row, (example, label) in enumerate(chunk)
-        ])
-        bar.update(len(chunk))
-    bar.close()
+    explainer = DocumentExplainer(model, tokenizer, settings, max_length, structure)
+    with tqdm(total=len(pending), desc="audit", unit="doc", disable=not progress) as bar:
+        for span in windows(len(pending), settings.length_window or settings.batch_size):
+            store.append(explainer.records([pending[i] for i in span]))
+            bar.update(len(span))
 
 
 def _record(tokenizer, example, label, row, encodings, result, uncased, readout, truncated) -> dict:
@@ -363,4 +436,4 @@ def _fingerprint(model) -> str:
     return f"{type(model).__name__}:{count}:{total:.6e}"
 
 
-__all__ = ["AuditSettings", "DocumentStore", "audit", "measure_shortcuts"]
+__all__ = ["AuditSettings", "DocumentExplainer", "DocumentStore", "audit", "measure_shortcuts"]

@@ -45,7 +45,34 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--restart", action="store_true", help="discard an earlier (interrupted) run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_ray_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def add_ray_arguments(parser) -> None:
+    """``--ray [ADDRESS]`` and its actors (shared with ``relevancy evaluate``)."""
+    parser.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="run on a Ray cluster (pip install 'relevancy[ray]'): ADDRESS of its head node (host:port); 'auto' for "
+        "the cluster this machine is attached to; nothing for that cluster if there is one, else a new one on this "
+        "machine (default: run in this process)",
+    )
+    parser.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray actor (0: CPU actors)")
+    parser.add_argument(
+        "--ray-actors", type=int, default=None,
+        help="Ray actors, each with one copy of the model (default: as many as the cluster's GPUs or CPUs hold)",
+    )
+
+
+def ray_options(args):
+    """The ``ray=`` of ``audit``/``evaluate`` from the command line, or None (run in this process)."""
+    from ..distributed import RayOptions
+
+    if args.ray is None:
+        if args.ray_gpus or args.ray_actors:
+            raise ValueError("--ray-gpus and --ray-actors apply to Ray runs: add --ray [ADDRESS]")
+        return None
+    return RayOptions(address=args.ray or None, gpus_per_actor=args.ray_gpus, actors=args.ray_actors)
 
 
 def data_options(args) -> dict:
@@ -73,6 +100,7 @@ def run(args) -> int:
 
     dataset = load_listing_skipped("audit", load_texts, args.data, **data_options(args))  # data errors before the model loads
     thresholds = Thresholds(min_count=args.min_count, alpha=args.alpha)  # option errors, too
+    ray = ray_options(args)
     model, tokenizer = load(args.model)
     settings = AuditSettings(
         method=args.method, target=args.target, batch_size=args.batch_size, top_k=args.top_k, max_length=args.max_length,
@@ -82,7 +110,7 @@ def run(args) -> int:
     )
     report = audit(
         model, tokenizer, dataset, out=args.out, settings=settings, label_map=parse_label_map(args.label_map),
-        resume=not args.restart, progress=not args.quiet,
+        resume=not args.restart, progress=not args.quiet, ray=ray,
     )
     print("\n".join(report.summary()))
     found = {"shortcut": report.shortcut_flags(), "over-relevant": report.over_relevant(), "under-relevant": report.under_relevant()}

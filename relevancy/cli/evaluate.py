@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..evaluation.runner import TESTS
 from ..methods import available
-from .audit import load_listing_skipped
+from .audit import add_ray_arguments, load_listing_skipped, ray_options
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--label-column", default="label", help="label column of a csv/jsonl file")
     parser.add_argument("--label-map", default=None, help="data label to class index, e.g. NEG=0,POS=1 (default: labels match the model's by name or index)")
     parser.add_argument("--restart", action="store_true", help="discard the results already in --out")
+    add_ray_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -37,6 +38,7 @@ def run(args) -> int:
         "evaluate", load_dataset, args.data, args.format, split=args.split, text_column=args.text_column,
         label_column=args.label_column,
     )
+    ray = ray_options(args)
     model, processor = load(args.model)
     results = evaluate(
         model,
@@ -51,6 +53,7 @@ def run(args) -> int:
         text_removal=args.text_removal,
         label_map=_label_map(args.label_map),
         restart=args.restart,
+        ray=ray,
     )
     print(results.to_markdown())
     for path in results.files.values():

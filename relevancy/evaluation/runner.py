@@ -1,6 +1,6 @@
 """Run methods through the paper's tests on a data set, resumably, and tabulate them side by side.
 
-Each (method, test, item) result is one line of ``out_dir/items.jsonl``, appended batch by batch:
+Each (method, test, item) result is one line of ``out_dir/items.jsonl``, appended window by window:
 a run that was stopped resumes without recomputing finished items, and a key is never written
 twice. Tables and plots are always rebuilt from that file, so a resumed run and an uninterrupted
 one give the same results.
@@ -20,6 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..adapters.structure import describe
+from ..batching import DEFAULT_WINDOW, batches, windows
+from ..distributed.options import RayOptions
 from ..engine import attribute
 from ..methods import get_method
 from . import metrics
@@ -132,6 +134,16 @@ class Evaluator:
         removal = ImageRemoval(images, self.to_inputs)
         return Batch(items, removal.original(), removal, labels, masks=[m for _, m, _ in loaded], class_masks=[c for _, _, c in loaded])
 
+    def lengths(self, items: list) -> list[int] | None:
+        """Token counts of text items (for length-bucketed batches); None for images, which are all one size."""
+        if self.structure.modality != "text" or self.processor is None:
+            return None
+        if all(item.words is not None for item in items):
+            encoded = self.processor([item.words for item in items], is_split_into_words=True)
+        else:
+            encoded = self.processor([item.text for item in items])
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def explain(self, method: str, batch: Batch, target):
         """``relevancy.attribute`` on the model's device, brought back to the CPU where batches are built."""
         device = next(self.model.parameters()).device
@@ -211,6 +223,19 @@ class Evaluator:
 
     def _class(self, label, item) -> int:
         return label_index(label, self.structure.labels, f"{item.where} (object mask {label!r})")
+
+
+def run_window(evaluator: Evaluator, method: str, items: list, labels: list[int], tests: list[str], batch_size: int, bucket: bool) -> list[dict]:
+    """The records of ``items`` (item by item, in their order), from batches of similar token counts
+    when ``bucket`` (less padding), else from batches in order. A local run and Ray actors both use it."""
+    lengths = evaluator.lengths(items) if bucket else None
+    per_item: list[list[dict]] = [[] for _ in items]
+    for group in batches(lengths or [0] * len(items), batch_size, bucket=lengths is not None):
+        batch = evaluator.batch([items[i] for i in group], [labels[i] for i in group])
+        records = evaluator.run(method, batch, tests)  # item by item, each item's tests in turn
+        for row, position in enumerate(group):
+            per_item[position] = records[row * len(tests) : (row + 1) * len(tests)]
+    return [record for records in per_item for record in records]
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -400,6 +425,8 @@ def evaluate(
     to_inputs: Callable | None = None,
     restart: bool = False,
     progress: bool = True,
+    length_window: int = DEFAULT_WINDOW,
+    ray: RayOptions | str | bool | None = None,
 ) -> Results:
     """Run every method through every test on ``dataset`` (a ``data.Dataset`` or an HF ``datasets``
     object) and write items.jsonl, results.md/.csv/.json and plots to ``out_dir``.
@@ -407,11 +434,16 @@ def evaluate(
     ``target``: explain the "predicted" class or the "true" one. ``text_removal``: "mask" or
     "delete" tokens in the perturbation test (faithfulness always deletes, as ERASER).
     ``to_inputs`` maps [0, 1] images to model inputs (default: the processor's mean/std).
+    ``length_window``: texts are batched by token count within windows of this many (0: in order).
+    ``ray``: run the tests on a Ray cluster (True, "host:port" or ``RayOptions``; see ``audit``).
     """
     if target not in ("predicted", "true"):
         raise ValueError(f"unknown target {target!r}: use 'predicted' or 'true'")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if length_window < 0:
+        raise ValueError("length_window must be >= 0 (0: batches in the data's order)")
+    ray = RayOptions.parse(ray)
     dataset = (dataset if isinstance(dataset, Dataset) else from_hf(dataset)).head(limit)
     methods = [get_method(m).name for m in methods]
     evaluator = Evaluator(model, processor, target=target, text_removal=text_removal, to_inputs=to_inputs)
@@ -419,17 +451,29 @@ def evaluate(
     labels = [label_index(item.label, evaluator.structure.labels, item.where, label_map) for item in dataset.items]
     meta = {"model": _fingerprint(model), "data": dataset.source, "target": target, "text_removal": text_removal}
     store = ItemStore(Path(out_dir), meta, restart=restart)
-    with tqdm(total=len(methods) * len(dataset), desc="evaluate", unit="item", disable=not progress) as bar:
-        for method in methods:
-            pending = [i for i, item in enumerate(dataset.items) if any((method, t, item.id) not in store.keys for t in tests)]
-            bar.update(len(dataset) - len(pending))
-            for start in range(0, len(pending), batch_size):
-                chunk = pending[start : start + batch_size]
-                batch = evaluator.batch([dataset.items[i] for i in chunk], [labels[i] for i in chunk])
-                store.append(evaluator.run(method, batch, tests))
-                bar.update(len(chunk))
-    ids = {item.id for item in dataset.items}
-    results = aggregate([r for r in store.records if r["id"] in ids], methods, list(tests))
+    pending = {
+        method: [i for i, item in enumerate(dataset.items) if any((method, t, item.id) not in store.keys for t in tests)]
+        for method in methods
+    }
+    if ray is None:
+        with tqdm(total=len(methods) * len(dataset), desc="evaluate", unit="item", disable=not progress) as bar:
+            for method in methods:
+                bar.update(len(dataset) - len(pending[method]))
+                for span in windows(len(pending[method]), length_window or batch_size):
+                    chosen = [pending[method][i] for i in span]
+                    items, item_labels = [dataset.items[i] for i in chosen], [labels[i] for i in chosen]
+                    store.append(run_window(evaluator, method, items, item_labels, tests, batch_size, length_window > 0))
+                    bar.update(len(chosen))
+    else:
+        from ..distributed.ray_backend import evaluate_on_ray  # Ray is imported only when asked for
+
+        jobs = [(method, dataset.items[i], labels[i]) for method in methods for i in pending[method]]
+        options = {"target": target, "text_removal": text_removal, "to_inputs": to_inputs}
+        evaluate_on_ray(model, processor, options, jobs, store, list(tests), batch_size, length_window, ray, progress)
+    position = {item.id: index for index, item in enumerate(dataset.items)}
+    # in the data set's order, whatever order the records were written in (windows, resumes, Ray)
+    records = sorted((r for r in store.records if r["id"] in position), key=lambda r: position[r["id"]])
+    results = aggregate(records, methods, list(tests))
     results.write(Path(out_dir))
     return results
 

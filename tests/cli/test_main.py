@@ -92,4 +92,5 @@ def test_install_script_installs_every_requirement_of_gguf_with_torch_pinned():
     assert installs[0][-1] == "torch==2.13.0"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "torch==2.13.0" in project["dependencies"] and project["optional-dependencies"]["llm"] == ["gguf"]
-    assert installs[-1][-1] == '".[test,llm]"'
+    assert project["optional-dependencies"]["ray"] == ["ray[data]==2.60.0"]
+    assert installs[-1][-1] == '".[test,llm,ray]"'

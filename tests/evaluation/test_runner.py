@@ -66,7 +66,9 @@ def test_an_interrupted_run_resumes_without_recomputing_or_duplicates(tmp_path, 
     assert larger.value("faithfulness", "sufficiency (AOPC)", "rollout") == larger.rows[-1].values["rollout"]
 
     fresh = run(tiny_bert, minilm_tokenizer, reviews, tmp_path / "fresh", limit=6)
-    assert fresh.to_json()["rows"] == larger.to_json()["rows"]
+    # batched otherwise (one window of 6 by length, not 4 + 2): equal up to float rounding of the padding
+    for got, want in zip(fresh.to_json()["rows"], larger.to_json()["rows"], strict=True):
+        assert got["metric"] == want["metric"] and got["values"] == pytest.approx(want["values"], abs=1e-6)
 
 
 def test_a_folder_with_other_settings_is_refused(tmp_path, tiny_bert, minilm_tokenizer, reviews):

@@ -161,7 +161,9 @@ def test_oracle_map_on_real_reviews_scores_what_the_window_allows(tmp_path, mini
     torch.manual_seed(0)
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=minilm_tokenizer.vocab_size, id2label={0: "negative", 1: "positive"})
     model = BertForSequenceClassification(config).eval()
-    results = evaluate(model, minilm_tokenizer, data, ["rollout"], ["rationale"], out_dir=tmp_path, batch_size=4, target="true", progress=False)
+    results = evaluate(  # batches in the data's order (length_window=0), as the stand-in attribute expects
+        model, minilm_tokenizer, data, ["rollout"], ["rationale"], out_dir=tmp_path, batch_size=4, target="true", progress=False, length_window=0,
+    )
     values = {row.name: row.values["rollout"] for row in results.rows}
 
     def best(item, ids, k):
