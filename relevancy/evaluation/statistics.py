@@ -158,20 +158,20 @@ def _percentile_interval(estimate: float, samples: np.ndarray, n: int, tail: flo
 
 
 def intervals_markdown(rows: list[RowIntervals], methods: list[str], reference: str | None = "transformer_attribution",
-                       digits: int = 4) -> str:
+                       digits: int = 4, row_label: str = "test") -> str:
     """Two Markdown tables: each row's value [95 % CI] per method, and each method's paired difference
     from the reference [95 % CI], bold where the interval excludes 0 (then marked better or worse in
     the row's direction)."""
     shown = [m for m in methods if any(m in r.intervals for r in rows)]
-    lines = ["| test | metric | | " + " | ".join(shown) + " |", "|---|---|---|" + "---|" * len(shown)]
+    lines = [f"| {row_label} | metric | | " + " | ".join(shown) + " |", "|---|---|---|" + "---|" * len(shown)]
     for row in rows:
         cells = [row.intervals[m].format(digits) if m in row.intervals else "" for m in shown]
         lines.append(f"| {row.test} | {row.name} | {'↑' if row.higher_is_better else '↓'} | " + " | ".join(cells) + " |")
-    others = [m for m in shown if m != reference]
+    others = [m for m in shown if any(m in r.versus_reference for r in rows)]
     if reference and any(r.versus_reference for r in rows):
         lines += ["", f"Paired difference, method − {reference} [95 % CI]; **bold**: the interval excludes 0 "
                   "(better / worse in the row's direction):", "",
-                  "| test | metric | | " + " | ".join(others) + " |", "|---|---|---|" + "---|" * len(others)]
+                  f"| {row_label} | metric | | " + " | ".join(others) + " |", "|---|---|---|" + "---|" * len(others)]
         for row in rows:
             cells = []
             for m in others:
