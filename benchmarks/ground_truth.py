@@ -163,7 +163,7 @@ def run_task(task: str, args, methods: list[str]) -> dict:
 
     model, processor, info = load_task(task, args.models)
     count = args.text_items if task == "text" else args.image_items
-    examples = tasks.examples(task, "test", info["test"])
+    examples = tasks.examples(task, "test", info["test"], info.get("distractors", tasks.DISTRACTORS_PER_SCENE))
     evaluated = examples[:count]
     ids = [f"{task}-test-{i:05d}" for i in range(len(evaluated))]
     folder = args.work / task

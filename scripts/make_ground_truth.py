@@ -174,7 +174,7 @@ def read_fashion(split: str, folder: Path = FASHION) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def make_scenes(count: int, seed: int, source: str) -> list[Scene]:
+def make_scenes(count: int, seed: int, source: str, distractors: int = DISTRACTORS_PER_SCENE) -> list[Scene]:
     """Scenes from Fashion-MNIST's ``source`` split (train items for training and validation, test
     items for the test set), items placed without overlapping boxes."""
     images, labels = read_fashion(source)
@@ -184,7 +184,7 @@ def make_scenes(count: int, seed: int, source: str) -> list[Scene]:
     for _ in range(count):
         label = int(rng.integers(len(IMAGE_CLASSES)))
         kinds = [(IMAGE_CLASSES[label], "evidence")] + [
-            (str(rng.choice(DISTRACTOR_CLASSES)), "distractor") for _ in range(DISTRACTORS_PER_SCENE)
+            (str(rng.choice(DISTRACTOR_CLASSES)), "distractor") for _ in range(distractors)
         ]
         while True:
             boxes = []
@@ -230,10 +230,11 @@ def image_inputs(images: np.ndarray) -> dict:
 
 
 # -- the two tasks behind one interface ----------------------------------------------------------
-def examples(task: str, split: str, count: int):
+def examples(task: str, split: str, count: int, distractors: int = DISTRACTORS_PER_SCENE):
+    """The examples of a split (``distractors``: items per scene besides the decisive one; images only)."""
     if task == "text":
         return make_documents(count, SPLIT_SEEDS[split])
-    return make_scenes(count, 100 + SPLIT_SEEDS[split], "test" if split == "test" else "train")
+    return make_scenes(count, 100 + SPLIT_SEEDS[split], "test" if split == "test" else "train", distractors)
 
 
 def render_inputs(task: str, processor, batch, keep=ROLES) -> dict:
@@ -258,7 +259,8 @@ def train(task: str, args) -> dict:
     processor = text_tokenizer() if task == "text" else None
     model = text_model(processor, args.seed) if task == "text" else image_model(args.seed)
     counts = {"text": (args.text_train, 1000, args.text_test), "image": (args.image_train, 1000, args.image_test)}[task]
-    train_data, val_data = examples(task, "train", counts[0]), examples(task, "val", counts[1])
+    distractors = args.image_distractors
+    train_data, val_data = examples(task, "train", counts[0], distractors), examples(task, "val", counts[1], distractors)
     # rendered once: the training set is fixed
     inputs = render_inputs(task, processor, train_data)
     labels = torch.tensor([e.label for e in train_data])
@@ -290,9 +292,9 @@ def train(task: str, args) -> dict:
             best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     model.eval()
-    test_data = examples(task, "test", counts[2])
+    test_data = examples(task, "test", counts[2], distractors)
     info = {
-        "task": task, "seed": args.seed, "split_seeds": SPLIT_SEEDS, "train": counts[0], "val": counts[1], "test": counts[2],
+        "task": task, "seed": args.seed, **({"distractors": distractors} if task == "image" else {}), "split_seeds": SPLIT_SEEDS, "train": counts[0], "val": counts[1], "test": counts[2],
         "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads, "history": history,
         "best_epoch": max(history, key=lambda h: h["val_accuracy"])["epoch"], "val_accuracy": best,
         "test_accuracy": accuracy(task, model, processor, test_data),
@@ -326,7 +328,8 @@ def main(argv=None) -> None:
     parser.add_argument("--text-epochs", type=int, default=6)
     parser.add_argument("--image-train", type=int, default=24000)
     parser.add_argument("--image-test", type=int, default=2000)
-    parser.add_argument("--image-epochs", type=int, default=12)
+    parser.add_argument("--image-epochs", type=int, default=15)
+    parser.add_argument("--image-distractors", type=int, default=DISTRACTORS_PER_SCENE, help="distractor items per scene")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
