@@ -43,7 +43,7 @@ RANDOM = "random (chance)"
 #: (kind, metric, higher is better) of the report's rows.
 ROWS = [
     ("predicted", "precision_at_k", True), ("predicted", "auprc", True), ("predicted", "mass", True),
-    ("true, misclassified", "precision_at_k", True), ("true, misclassified", "mass", True),
+    ("true, misclassified", "precision_at_k", True), ("true, misclassified", "auprc", True), ("true, misclassified", "mass", True),
     ("predicted, misclassified", "mass", True),
     ("contrast", "precision_at_k", True), ("contrast", "auprc", True), ("contrast", "mass", True),
     ("absent class", "mass", False),
@@ -222,6 +222,8 @@ def summarise(run: dict, methods: list[str], resamples: int):
         if not any(per_method.values()):
             continue
         intervals = {m: mean_interval(list(v.values()), resamples=resamples) for m, v in per_method.items() if v}
+        if all(interval.n == 0 for interval in intervals.values()):  # undefined for every item (e.g. no planted evidence)
+            continue
         versus = {}
         if per_method.get(REFERENCE):
             reference = per_method[REFERENCE]
