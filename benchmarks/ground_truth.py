@@ -10,7 +10,9 @@ AUPRC, relevance mass) for these explained classes:
   class against that word;
 - ``absent class``: a class with no evidence in the item (the runner-up among absent classes) — its
   positive mass on the label's evidence (lower: the map is class-specific; a class-agnostic map
-  scores the same as for the predicted class).
+  scores the same as for the predicted class);
+- ``selectivity``: per item, the predicted class's mass minus the absent class's mass on the same
+  evidence (0 for a class-agnostic map, however much mass it puts there).
 
 Ablation check first (the same test items rendered without evidence / without distractors). Values
 are means over items with 95 % bootstrap intervals, and paired differences from
@@ -46,9 +48,10 @@ ROWS = [
     ("true, misclassified", "precision_at_k", True), ("true, misclassified", "auprc", True), ("true, misclassified", "mass", True),
     ("predicted, misclassified", "mass", True),
     ("contrast", "precision_at_k", True), ("contrast", "auprc", True), ("contrast", "mass", True),
-    ("absent class", "mass", False),
+    ("absent class", "mass", False), ("selectivity", "mass", True),
 ]
 METRIC_NAMES = {"precision_at_k": "precision@k", "auprc": "AUPRC", "mass": "relevance mass"}
+SELECTIVITY_NAME = "mass, predicted − absent class"
 
 
 def load_task(task: str, models: Path):
@@ -215,10 +218,8 @@ def summarise(run: dict, methods: list[str], resamples: int):
     shown = [RANDOM, *methods]
     rows = []
     for kind, metric, up in ROWS:
-        per_method = {}
-        for method in shown:
-            per_method[method] = {r["id"]: (np.nan if r[metric] is None else r[metric]) for r in run["records"]
-                                  if r["method"] == method and r["kind"] == kind}
+        per_method = {method: (selectivity(run["records"], method) if kind == "selectivity" else _values(run["records"], method, kind, metric))
+                      for method in shown}
         if not any(per_method.values()):
             continue
         intervals = {m: mean_interval(list(v.values()), resamples=resamples) for m, v in per_method.items() if v}
@@ -231,8 +232,20 @@ def summarise(run: dict, methods: list[str], resamples: int):
                 if m != REFERENCE and per_method.get(m):
                     common = sorted(set(reference) & set(per_method[m]))
                     versus[m] = paired_difference([per_method[m][i] for i in common], [reference[i] for i in common], resamples=resamples)
-        rows.append(RowIntervals(kind, METRIC_NAMES[metric], up, intervals, versus))
+        rows.append(RowIntervals(kind, SELECTIVITY_NAME if kind == "selectivity" else METRIC_NAMES[metric], up, intervals, versus))
     return rows
+
+
+def _values(records: list[dict], method: str, kind: str, metric: str) -> dict:
+    return {r["id"]: (np.nan if r[metric] is None else r[metric]) for r in records if r["method"] == method and r["kind"] == kind}
+
+
+def selectivity(records: list[dict], method: str) -> dict:
+    """Per item, the map's mass on the label's evidence for the predicted (= true) class minus that
+    for a class absent from the item: 0 for a class-agnostic map (the same map for every class),
+    whatever its mass; positive when the map follows the explained class."""
+    predicted, absent = _values(records, method, "predicted", "mass"), _values(records, method, "absent class", "mass")
+    return {i: predicted[i] - absent[i] for i in predicted if i in absent}
 
 
 def markdown(runs: dict, rows: dict, methods: list[str], args) -> str:
@@ -247,8 +260,9 @@ def markdown(runs: dict, rows: dict, methods: list[str], args) -> str:
              "Patch maps are upsampled to pixels (bilinear). Values: mean over items [95 % bootstrap interval, "
              f"{args.resamples} resamples]; paired differences from {REFERENCE} on the same items. "
              f"'{RANDOM}': uniform random scores (chance level). Rows: see the docstring of benchmarks/ground_truth.py; "
-             "'absent class' is the one row where lower is better (a class-specific map of a class with no evidence "
-             "should not sit on the label's evidence).", ""]
+             f"'absent class' (lower is better): the mass on the label's evidence of a map explaining a class with no evidence "
+             f"in the item; 'selectivity': per item, predicted-class mass minus absent-class mass on the same evidence (0 for "
+             "a class-agnostic map).", ""]
     for task, run in runs.items():
         info, ablation = run["info"], run["ablation"]
         kinds = {}
