@@ -11,7 +11,8 @@ allocations), time is the median of ``--repeats`` further calls, or the first ca
 ``--repeats 0`` (used for the long lengths). Ratios are to forward+backward measured in the same run.
 
 Calls per length: forward (no grad), forward_backward (next-token cross-entropy over all positions,
-parameter gradients), transformer_attribution and gradient_x_attention (the next token's logit), and
+parameter gradients), input_x_gradient, attnlrp, transformer_attribution and gradient_x_attention (the next
+token's logit), and
 transformer_attribution with ``checkpoint=True`` (blocks recomputed in each backward pass).
 Answer calls: a prompt of ``--answer-prompt`` tokens and T = ``--answer-tokens`` answer tokens, every
 answer token explained with transformer_attribution: ``answer_batched`` (one forward, one vmapped
@@ -49,7 +50,10 @@ import relevancy  # noqa: E402
 from relevancy.targets import TokenAt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LENGTH_CALLS = ("forward", "forward_backward", "transformer_attribution", "gradient_x_attention", "transformer_attribution_checkpoint")
+LENGTH_CALLS = (
+    "forward", "forward_backward", "input_x_gradient", "attnlrp", "transformer_attribution", "gradient_x_attention",
+    "transformer_attribution_checkpoint",
+)
 ANSWER_CALLS = ("answer_batched", "answer_loop", "answer_separate")
 SMOLLM2_CACHE = Path.home() / ".cache" / "relevancy" / "smollm2"
 

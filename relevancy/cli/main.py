@@ -9,7 +9,7 @@ import sys
 from .. import __version__
 from ..errors import UnsupportedModelError
 
-COMMANDS = ("explain", "audit", "finetune", "evaluate")
+COMMANDS = ("explain", "audit", "finetune", "evaluate", "serve")
 
 
 class HelpFormatter(argparse.HelpFormatter):

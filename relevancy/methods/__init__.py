@@ -3,6 +3,7 @@
 from . import (  # noqa: F401  (each module registers its method)
     attention_gradcam,
     attention_rollout,
+    attnlrp,
     full_lrp,
     gradient_x_attention,
     input_x_gradient,

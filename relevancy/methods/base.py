@@ -13,6 +13,7 @@ class Method:
     name: str = ""
     signed: bool = False  # whether scores separate positive from negative evidence
     uses_rules: bool = False  # whether the relevance rules must be in place (an LRP pass)
+    composite: str = "lrp"  # which rules (relevancy.rules.composites): the paper's, or AttnLRP / CP-LRP
     description: str = ""
 
     def compute(self, run) -> tuple[torch.Tensor, str]:

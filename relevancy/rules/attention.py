@@ -12,7 +12,8 @@ from typing import Iterator
 
 import torch
 
-from .base import Pass, PassState, Rule, safe_divide, sum_to
+from .base import Pass, PassState, Rule, attach, safe_divide, sum_to
+from .gradient import HeldConstant, Scaled
 
 # Largest number of attention-map elements (batch x heads x query rows x keys) handled at once.
 # 2**22 float32 elements are 16 MB: BERT at 512 tokens and batch 16 is cut into chunks of 42 rows,
@@ -244,12 +245,11 @@ class _AttentionNode(torch.autograd.Function):
         return (None, None, *rule.relevance(grad, *ctx.saved_tensors))
 
 
-def scaled_dot_product_attention(function, state, observers, layer, args, kwargs, explicit: bool = False, announce: bool = True):
-    """Run SDPA natively and put the attention rule on top of its output. ``explicit`` computes
-    softmax(q k^T) v with plain operations instead, whose backward is itself differentiable;
-    ``announce=False`` (a recomputed block) skips the observers' ``on_forward``."""
-    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
-    bound = dict(zip(names, args))
+_SDPA_ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+def _sdpa_call(layer, args, kwargs) -> tuple[dict, AttentionCall]:
+    bound = dict(zip(_SDPA_ARGUMENTS, args))
     bound.update(kwargs)
     query, key, value = bound["query"], bound["key"], bound["value"]
     if bound.get("dropout_p", 0.0):
@@ -258,11 +258,38 @@ def scaled_dot_product_attention(function, state, observers, layer, args, kwargs
     scale = bound.get("scale") or query.shape[-1] ** -0.5
     mask = additive_mask(bound.get("attn_mask"), query.dtype, query.device)
     call = AttentionCall(layer, query, key, value, scale, mask, causal=bool(bound.get("is_causal", False)), groups=groups)
-    output = per_head(call.probabilities(), value, groups) if explicit else function(*args, **kwargs)
+    return bound, call
+
+
+def scaled_dot_product_attention(function, state, observers, layer, args, kwargs, explicit: bool = False, announce: bool = True):
+    """Run SDPA natively and put the attention rule on top of its output. ``explicit`` computes
+    softmax(q k^T) v with plain operations instead, whose backward is itself differentiable;
+    ``announce=False`` (a recomputed block) skips the observers' ``on_forward``."""
+    _, call = _sdpa_call(layer, args, kwargs)
+    query, key, value = call.query, call.key, call.value
+    output = per_head(call.probabilities(), value, call.groups) if explicit else function(*args, **kwargs)
     for observer in observers if announce else ():
         observer.on_forward(call)
     rule = Attention(call, state, observers)
     return _AttentionNode.apply(rule, output, query, key, value), call
+
+
+def gradient_form_attention(function, state, layer, args, kwargs, hold_probabilities: bool, explicit: bool = False):
+    """SDPA under AttnLRP / CP-LRP (``rules/gradient.py``): autograd's own backward with the uniform
+    rule as gradient scales, 1/2 on v and 1/4 on q and k (half of A's half); CP-LRP holds q and k
+    (so the probabilities) constant and gives v the whole gradient."""
+    bound, _ = _sdpa_call(layer, args, kwargs)
+    query, key, value = bound["query"], bound["key"], bound["value"]
+    if hold_probabilities:
+        query, key = attach(HeldConstant(), state, query, query), attach(HeldConstant(), state, key, key)
+    else:
+        query, key = attach(Scaled(0.25), state, query, query), attach(Scaled(0.25), state, key, key)
+        value = attach(Scaled(0.5), state, value, value)
+    bound.update(query=query, key=key, value=value)
+    _, call = _sdpa_call(layer, (), bound)
+    if explicit:
+        return per_head(call.probabilities(), value, call.groups), call
+    return function(**bound), call
 
 
 @dataclass

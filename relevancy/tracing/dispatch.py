@@ -18,7 +18,9 @@ import torch
 from ..errors import UnsupportedOperationError
 from ..rules import attention
 from ..rules.base import PassState, attach
+from ..rules.composites import LRP, Composite
 from ..rules.elementwise import Bilinear, FirstOperand, Identity, LinearMap, Product, Reduce, Sum
+from ..rules.gradient import DivisorHeld, HeldConstant, IdentityImplicit, LayerNormHeld, NormalizeHeld, Scaled
 from ..rules.linear import AlphaBetaConv2d, AlphaBetaLinear, AlphaBetaProduct, ZBetaConv2d
 
 
@@ -46,6 +48,14 @@ CONSTANT = frozenset(
     """zeros_like ones_like empty_like full_like rand_like randn_like randint_like new_zeros new_ones new_full
     new_empty new_tensor detach detach_ size dim numel""".split()
 )
+
+# Under AttnLRP / CP-LRP these pass the modified gradient on unchanged (plain gradient x input); the
+# other IDENTITY operations are normalisations (scale held constant) or non-linearities (identity rule).
+GRADIENT_PASSES = frozenset(
+    """softmax log_softmax dropout dropout1d dropout2d alpha_dropout feature_alpha_dropout neg __neg__ negative
+    positive""".split()
+)
+NORMALISATIONS = frozenset("layer_norm group_norm rms_norm batch_norm instance_norm normalize".split())
 
 # Normalisers computed from the input (1 / max, 1 / sqrt(variance)) are held constant, as LayerNorm's
 # scale is: gradients still flow through them, relevance goes to what they scale.
@@ -108,9 +118,12 @@ class Dispatcher:
     """Applies rules to operations; ``mark``/``is_live`` track which tensors carry relevance."""
 
     def __init__(
-        self, state: PassState, observers: list, module_path: Callable[[], str], rules: bool, explicit_attention: bool = False
+        self, state: PassState, observers: list, module_path: Callable[[], str], rules: bool, explicit_attention: bool = False,
+        composite: Composite = LRP,
     ) -> None:
         self.state = state
+        self.composite = composite  # which rules: the paper's (LRP) or a gradient form (AttnLRP, CP-LRP)
+        self.gradient_form = rules and composite.gradient_form
         self.observers = observers
         self.module_path = module_path
         self.rules = rules  # False: only attention is observed (gradient-only methods)
@@ -150,10 +163,14 @@ class Dispatcher:
     def __call__(self, function: Callable, args: tuple, kwargs: dict) -> Any:
         name = _name(function)
         live = [t for t in _tensors(args) + _tensors(list(kwargs.values())) if self.is_live(t)]
-        if not live or name in CONSTANT or (name in NORMALISERS and self.rules):
+        if not live or name in CONSTANT:
             return function(*args, **kwargs)
+        if name in NORMALISERS and self.rules:
+            return self._hold(function(*args, **kwargs)) if self.gradient_form else function(*args, **kwargs)
         if _is_in_place(name):
             return self._in_place(name, function, args, kwargs)
+        if self.gradient_form:
+            return self._gradient_form(name, function, args, kwargs, live)
         if name == "scaled_dot_product_attention":
             output, call = attention.scaled_dot_product_attention(
                 function, self.state, self.observers, len(self.calls), args, kwargs, self.explicit_attention,
@@ -304,6 +321,100 @@ class Dispatcher:
         if self.is_live(a) and name != "einsum" and b.dim() == 2:
             return attach(self.linear_rule, self.state, output, a, b.t(), output.detach(), None)
         self._unsupported(name, "a product of the input with a constant that is not a weight matrix")
+
+    def head_relevance(self, seed: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """A causal LM head's rule for the few vocabulary ``rows`` a target touches."""
+        if self.gradient_form:
+            return seed @ rows
+        return self.linear_rule.relevance(seed, x, rows)[0]
+
+    # -- AttnLRP / CP-LRP: the relevance pass carries a modified gradient (rules/gradient.py) -------
+    def _hold(self, tensor):
+        """Held constant in the relevance pass: no relevance flows through ``tensor``."""
+        if not (isinstance(tensor, torch.Tensor) and tensor.requires_grad and tensor.is_floating_point()):
+            return tensor
+        held = attach(HeldConstant(), self.state, tensor, tensor)
+        for attribute in ("_relevancy_scope", "_relevancy_probabilities", "_relevancy_activation"):
+            if hasattr(tensor, attribute):
+                setattr(held, attribute, getattr(tensor, attribute))
+        return held
+
+    def _gradient_form(self, name, function, args, kwargs, live):
+        """Autograd's own backward is the rule except where a node changes the gradient: the identity
+        rule, held normalisers, the uniform rule on products of two live tensors (CP-LRP: held
+        attention probabilities and gates). Operations without a rule are refused as under LRP."""
+        composite, state = self.composite, self.state
+        if name == "scaled_dot_product_attention":
+            output, call = attention.gradient_form_attention(
+                function, state, len(self.calls), args, kwargs, composite.hold_attention, self.explicit_attention
+            )
+            self.calls.append(call)
+            return self.mark(output)
+        both_live = len(args) >= 2 and self.is_live(args[0]) and self.is_live(args[1])
+        if name in MATMUL and self._is_attention_product(args) and composite.hold_attention:
+            return self.mark(function(self._hold(args[0]), *args[1:], **kwargs))
+        if name in ("mul", "__mul__", "__rmul__", "multiply") and both_live and composite.hold_gates:
+            gates = [getattr(a, "_relevancy_activation", False) for a in args[:2]]
+            if gates[0] != gates[1]:  # act(gate) * up: the gate is held, the other operand keeps it all
+                operands = [self._hold(a) if gate else a for a, gate in zip(args[:2], gates)]
+                return self.mark(function(*operands, *args[2:], **kwargs))
+        output = function(*args, **kwargs)
+        if not any(t.is_floating_point() for t in _tensors([output])):
+            return output
+        if name in ROUTING:
+            result = self._inherit_origin(self.mark(output), live[0])
+        else:
+            result = self.mark(self._gradient_rule(name, args, kwargs, output, both_live))
+        if name == "softmax" or name in CARRIES_PROBABILITIES:
+            self._carry_probabilities(name, args, result)
+        return result
+
+    def _gradient_rule(self, name, args, kwargs, output, both_live):
+        state, x = self.state, args[0]
+        if name in IDENTITY:
+            if name in GRADIENT_PASSES:
+                return output
+            if name == "layer_norm":
+                _, shape, weight, _, eps = _bind(args, kwargs, ("input", "normalized_shape", "weight", "bias", "eps"), (None, None, 1e-5))
+                return attach(LayerNormHeld(shape, weight, eps), state, output, x)
+            if name == "normalize":
+                _, p, dim, eps = _bind(args, kwargs, ("input", "p", "dim", "eps"), (2.0, 1, 1e-12))
+                return attach(NormalizeHeld(p, dim, eps), state, output, x)
+            if name == "batch_norm" and not _bind(args, kwargs, ("input", "rm", "rv", "w", "b", "training"), (None, None, False))[5]:
+                return output  # running statistics: an affine map
+            if name in NORMALISATIONS and name != "rms_norm":
+                self._unsupported(name, f"{self.composite.name} holds a normalisation's scale constant, not yet for `{name}`")
+            wrapped = attach(IdentityImplicit(), state, output, x, output.detach())  # rms_norm: y / x = w / rms
+            wrapped._relevancy_activation = name not in NORMALISATIONS
+            return wrapped
+        if name in MUL:
+            a, b = args[0], args[1]
+            if both_live:
+                if name in ("mul", "__mul__", "__rmul__", "multiply"):
+                    return attach(Scaled(0.5), state, output, output)
+                return attach(DivisorHeld(), state, output, a, b.detach())
+            if name in ("div", "__truediv__", "true_divide", "divide") and self.is_live(b):
+                return self._hold(output)  # c / x: a normaliser, held constant
+            return output
+        if name in ("linear", "addmm"):
+            x, weight, bias = (args[1], args[2], args[0]) if name == "addmm" else _bind(args, kwargs, ("input", "weight", "bias"), (None,))
+            if self.is_live(weight) or (isinstance(bias, torch.Tensor) and self.is_live(bias)):
+                self._unsupported(name, "a weight or bias that depends on the input")
+            return output
+        if name in MATMUL or name == "baddbmm":
+            if name == "baddbmm" and self.is_live(args[0]):
+                self._unsupported(name, "an added term that depends on the input")
+            operands = args[1:3] if name == "baddbmm" else args[1:] if name == "einsum" else args[:2]
+            if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+                operands = operands[0]
+            if sum(self.is_live(t) for t in operands) == 2:
+                return attach(Scaled(0.5), state, output, output)
+            return output
+        if name == "_grouped_mm" and self.is_live(args[1]):
+            self._unsupported(name, "a weight that depends on the input")
+        if name in ADD or name in LINEAR_MAPS or name in ("_grouped_mm", "conv1d", "conv2d", "sum", "mean"):
+            return output
+        self._unsupported(name, "no relevance rule for this operation")
 
     # -- rotary position embeddings ----------------------------------------------------------------
     # q * cos + rotate_half(q) * sin: two constant-scaled copies of one tensor, the second with its

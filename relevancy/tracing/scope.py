@@ -21,7 +21,9 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import UnsupportedModelError
 from ..rules.base import Pass, PassState, attach
+from ..rules.composites import COMPOSITES, Composite
 from ..rules.elementwise import Identity
+from ..rules.gradient import IdentityImplicit
 from .dispatch import Dispatcher
 
 _ACTIVATIONS = (nn.GELU, nn.ReLU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Mish, nn.ELU, nn.LeakyReLU, nn.Hardtanh, nn.ReLU6)
@@ -59,6 +61,17 @@ def module_rule(module: nn.Module):
     return None
 
 
+def gradient_form_module_rule(module: nn.Module):
+    """AttnLRP / CP-LRP: the identity rule for activation modules and RMSNorm (whose scale is held
+    constant). Other norm modules run op by op under the dispatcher, which holds ``layer_norm``'s
+    scale (the rules registered for LRP are relevance rules, which do not apply to a modified gradient)."""
+    if _is_activation(module):
+        return IdentityImplicit()
+    if _is_norm(module) and (isinstance(module, nn.RMSNorm) or type(module).__name__.endswith("RMSNorm")):
+        return IdentityImplicit()  # y / x = weight / rms
+    return None
+
+
 class _Mode(TorchFunctionMode):
     def __init__(self, scope: "RelevanceScope") -> None:
         super().__init__()
@@ -74,15 +87,21 @@ class _Mode(TorchFunctionMode):
 class RelevanceScope:
     """Run a model with relevance rules (``rules=False``: observe attention only, for gradient methods)."""
 
-    def __init__(self, model: nn.Module, *, rules: bool = True, observers: list | None = None, differentiable: bool = False):
+    def __init__(
+        self, model: nn.Module, *, rules: bool = True, observers: list | None = None, differentiable: bool = False,
+        composite: Composite | str = "lrp",
+    ):
         self.model = model
+        self.composite = COMPOSITES[composite] if isinstance(composite, str) else composite
         self.state = PassState()
         self.observers = list(observers or [])
         self.differentiable = differentiable
         self.suspended = 0
         self._module_stack: list[str] = []
         self._opaque_inputs: list = []
-        self.dispatcher = Dispatcher(self.state, self.observers, self._module_path, rules, explicit_attention=differentiable)
+        self.dispatcher = Dispatcher(
+            self.state, self.observers, self._module_path, rules, explicit_attention=differentiable, composite=self.composite
+        )
         self._rules = rules
         self._handles: list = []
         self._saved: dict = {}
@@ -180,7 +199,10 @@ class RelevanceScope:
     def _install_module_hooks(self) -> None:
         for name, module in self.model.named_modules():
             label = f"`{name or type(module).__name__}` ({type(module).__name__})"
-            rule = module_rule(module) if self._rules else None
+            if not self._rules:
+                rule = None
+            else:
+                rule = gradient_form_module_rule(module) if self.composite.gradient_form else module_rule(module)
             self._handles.append(module.register_forward_pre_hook(self._enter_module(label, rule is not None)))
             self._handles.append(module.register_forward_hook(self._leave_module(rule)))
 
@@ -204,9 +226,12 @@ class RelevanceScope:
                 return None
             self.suspended += 1
             try:
-                wrapped = attach(rule, self.state, output, x)
+                inputs = (x, output.detach()) if getattr(rule, "with_output", False) else (x,)
+                wrapped = attach(rule, self.state, output, *inputs)
             finally:
                 self.suspended -= 1
+            if _is_activation(module):
+                wrapped._relevancy_activation = True  # CP-LRP holds a gate act(x) in act(x) * y
             return self.dispatcher.mark(wrapped)
 
         return hook

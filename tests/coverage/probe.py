@@ -33,7 +33,7 @@ from .zoo import FAMILIES, Family
 
 METHODS = (
     "transformer_attribution", "gradient_x_attention", "full_lrp", "input_x_gradient", "rollout", "raw_attention",
-    "lrp_rollout", "partial_lrp", "attention_gradcam", "integrated_gradients",
+    "lrp_rollout", "partial_lrp", "attention_gradcam", "integrated_gradients", "attnlrp", "cp_lrp",
 )
 METHOD_OPTIONS = {"integrated_gradients": {"steps": 2}}
 RTOL, ATOL = 1e-4, 1e-5  # logits equal to the model's own

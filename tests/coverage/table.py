@@ -24,7 +24,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 SHORT = {
     "transformer_attribution": "TA", "gradient_x_attention": "G×A", "full_lrp": "LRP", "input_x_gradient": "I×G",
     "rollout": "roll", "raw_attention": "raw", "lrp_rollout": "LRP-roll", "partial_lrp": "pLRP",
-    "attention_gradcam": "CAM", "integrated_gradients": "IG",
+    "attention_gradcam": "CAM", "integrated_gradients": "IG", "attnlrp": "AttnLRP", "cp_lrp": "CP",
 }
 KIND_NAMES = {"text-classifier": "text classifiers", "image-classifier": "image classifiers", "causal-lm": "causal LMs",
               "seq2seq": "sequence-to-sequence", "clip": "image–text"}
