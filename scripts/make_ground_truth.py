@@ -15,8 +15,8 @@ Every example is a *spec* (its parts and their roles: evidence, contrast, distra
 with any subset of the roles, so the ablations (evidence removed, distractors removed) show the
 same examples without those parts. Test sets are regenerated from the seeds in ``info.json``.
 
-    python scripts/make_ground_truth.py --task text --threads 1    # ~1 min
-    python scripts/make_ground_truth.py --task image --threads 1   # ~10 min (Fashion-MNIST: apt-get install dataset-fashion-mnist)
+    python scripts/make_ground_truth.py --task text --threads 1    # ~2 min
+    python scripts/make_ground_truth.py --task image --threads 1   # ~50 min on a busy core (Fashion-MNIST: apt-get install dataset-fashion-mnist)
 
 Models go to benchmarks/ground_truth_models/<task>/ (small enough to commit; the benchmark,
 benchmarks/ground_truth.py, reads them from there).
