@@ -67,3 +67,19 @@ def test_a_scene_has_one_decisive_item_and_renders_without_it(tasks):
         assert masks["evidence"].any() and masks["distractor"].any() and not (masks["evidence"] & masks["distractor"]).any()
         without, _ = scene.render(keep=("distractor",))
         assert not without[masks["evidence"]].any() and np.array_equal(without[masks["distractor"]], image[masks["distractor"]])
+
+
+@pytest.mark.parametrize(("task", "right", "chance"), [("text", 0.99, 0.25), ("image", 0.9, 1 / 3)])
+def test_the_committed_models_use_the_planted_evidence(tasks, task, right, chance):
+    """The ablation check on fresh test items: right with everything, near chance without the evidence,
+    as right without the distractors."""
+    folder = tasks.MODELS / task
+    if task == "image" and not (tasks.FASHION / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    from relevancy.adapters.loading import load
+
+    model, processor = load(str(folder))
+    examples = tasks.examples(task, "test", 300)
+    assert tasks.accuracy(task, model, processor, examples) >= right
+    assert abs(tasks.accuracy(task, model, processor, examples, keep=("distractor",)) - chance) < 0.1
+    assert tasks.accuracy(task, model, processor, examples, keep=("evidence", "contrast")) >= right
