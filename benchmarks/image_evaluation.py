@@ -126,6 +126,13 @@ def per_image(records: list[dict], methods: list[str]) -> dict:
     return out
 
 
+def intervals(records: list[dict], methods: list[str], resamples: int) -> list:
+    """Bootstrap intervals over images of every table row, and paired differences from transformer_attribution."""
+    from relevancy.evaluation.statistics import table_intervals
+
+    return table_intervals(records, methods, ["segmentation", "perturbation", "specificity"], resamples=resamples)
+
+
 def accuracy_on(records: list[dict], test: str) -> float:
     seen = {r["id"]: r["predicted"] == r["label"] for r in records if r["test"] == test}
     return float(np.mean(list(seen.values()))) if seen else math.nan
@@ -188,7 +195,13 @@ def markdown(runs: dict, methods: list[str], args, samples: list[str]) -> str:
                 spread = f"{value['mean']:.3f} ± {value['se']:.3f}" if quantity == "share" else f"{fmt(value['mean'])} ± {fmt(value['se'])}"
                 cells += [spread, fmt(value.get("ta_wins"))]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        lines += ["", "Where transformer_attribution does **not** beat a baseline (equal or worse):", ""]
+        from relevancy.evaluation.statistics import intervals_markdown
+
+        lines += ["", f"95 % confidence intervals (bootstrap over images, {args.resamples} resamples; each row recomputed on the "
+                  "resampled images as the table computes it, the same draws for every method) and paired differences:", "",
+                  intervals_markdown(run["intervals"], methods, "transformer_attribution", digits=3)]
+        lines += ["", "Where transformer_attribution does **not** beat a baseline (equal or worse; point estimates — "
+                  "see the paired intervals above for which differences are significant):", ""]
         ta = values.get("transformer_attribution")
         if ta:
             for column, _, _, up in COLUMNS:
@@ -336,6 +349,7 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=CACHE / "image-evaluation", help="resumable item records")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--samples-size", type=int, default=224, help="input size for the natural-image maps (0: skip them)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the confidence intervals")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -354,10 +368,13 @@ def main(argv=None) -> None:
             raise FileNotFoundError(f"no trained model at {folder}: run scripts/train_image_models.py --models {name}")
         runs[name] = run_model(name, folder, args.data, methods, *args.counts[name], args.work, args.batch_size)
         runs[name]["per_image"] = per_image(runs[name]["records"], methods)
+        runs[name]["intervals"] = intervals(runs[name]["records"], methods, args.resamples)
         plot_perturbation(name, runs[name], methods, args.results / f"image_evaluation_perturbation_{name}.png")
         plot_maps(folder, args.data, methods, args.results / f"image_evaluation_maps_{name}.png")
     samples = natural_samples(args.models_dir / "dinov2", args.samples_size, args.results) if args.samples_size and "dinov2" in names else []
     (args.results / "image_evaluation.md").write_text(markdown(runs, methods, args, samples), encoding="utf-8")
+    from relevancy.evaluation.statistics import intervals_json
+
     summary = {
         "command": "python benchmarks/image_evaluation.py " + " ".join(args.argv),
         "methods": methods,
@@ -366,7 +383,7 @@ def main(argv=None) -> None:
                 "training": run["metrics"], "counts": {"images": args.counts[name][0], "pairs": args.counts[name][1]},
                 "accuracy_on_evaluated": accuracy_on(run["records"], "segmentation"), "seconds": run["seconds"],
                 "mask_coverage": run["mask_coverage"],
-                "table": table(run, methods), "per_image": run["per_image"],
+                "table": table(run, methods), "per_image": run["per_image"], "intervals": intervals_json(run["intervals"]),
                 "results": {split: result.to_json() for split, result in run["results"].items()},
             }
             for name, run in runs.items()

@@ -19,12 +19,17 @@ reviews; re-running resumes. The report compares methods on the reviews that all
     python scripts/train_movies_model.py --threads 1     # the model, cached in ~/.cache/relevancy/movies-minilm
     python benchmarks/text_evaluation.py --phase rationale --rationale-docs 200 --threads 1
     python benchmarks/text_evaluation.py --phase perturbation --perturbation-docs 24 --threads 1
-    python benchmarks/text_evaluation.py --phase report
+    python benchmarks/text_evaluation.py --phase report --results benchmarks/results   # the shipped report
+
+Another split (an ERASER folder with test.jsonl): the same commands with ``--split test --data DIR``.
+Stores are kept per data set and split (``--work/<data folder name>-<split>/``), so splits never mix;
+the report goes to ``--work/<data>-<split>/report`` unless ``--results`` names a folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -40,6 +45,7 @@ import torch
 import relevancy
 from relevancy.evaluation import Dataset, evaluate, load_eraser, metrics
 from relevancy.evaluation.runner import Results, Row, aggregate
+from relevancy.evaluation.statistics import intervals_json, intervals_markdown, table_intervals
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eraser-movies"
@@ -54,7 +60,7 @@ STORES = {
 }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phase", choices=["rationale", "perturbation", "report"], required=True)
     parser.add_argument("--model", type=Path, default=MODEL, help="made by scripts/train_movies_model.py")
@@ -65,11 +71,16 @@ def main() -> None:
     parser.add_argument("--perturbation-docs", type=int, default=24, help="reviews for perturbation, comprehensiveness, sufficiency")
     parser.add_argument("--chunk", type=int, default=0, help="reviews per chunk (default: 50 for rationale, 8 for perturbation)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--work", type=Path, default=WORK, help="resumable item stores (outside the repo)")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="where text_evaluation.* go")
+    parser.add_argument("--work", type=Path, default=WORK, help="resumable item stores (outside the repo), one subfolder per data set and split")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where text_evaluation.* go (default: the stores' report/ folder; the shipped report: benchmarks/results)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the confidence intervals")
     parser.add_argument("--restart", action="store_true", help="discard the items already in this phase's stores")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.command = shlex.join(["python", "benchmarks/text_evaluation.py", *(sys.argv[1:] if argv is None else argv)])
+    args.work = store_folder(args.work, args.data, args.split)
+    args.results = args.results or args.work / "report"
     if not (args.model / "config.json").is_file():
         raise SystemExit(f"no model at {args.model}: run python scripts/train_movies_model.py first (or pass --model)")
 
@@ -117,13 +128,19 @@ class Runner:
             self.restarted.add(store)
             log = folder / "commands.json"
             commands = json.loads(log.read_text()) if log.is_file() else []
-            log.write_text(json.dumps([*commands, shlex.join(["python", *sys.argv])], indent=2))
+            log.write_text(json.dumps([*commands, self.args.command], indent=2))
         if not data.items:
             return
         before = 0 if restart else done(folder, method, tests[0])
         started = time.perf_counter()
-        evaluate(self.model, self.tokenizer, data, [method], tests, out_dir=folder, batch_size=self.args.batch_size,
-                 target=target, text_removal="mask", restart=restart, progress=False)
+        try:
+            evaluate(self.model, self.tokenizer, data, [method], tests, out_dir=folder, batch_size=self.args.batch_size,
+                     target=target, text_removal="mask", restart=restart, progress=False)
+        except ValueError as error:
+            if "holds results with other settings" not in str(error):
+                raise
+            raise SystemExit(str(error).split("; use another --out")[0] + ": pass another --work folder to keep them, "
+                             "or --restart to discard them") from error
         seconds, new = time.perf_counter() - started, done(folder, method, tests[0]) - before
         if new:
             timings_file = folder / "timings.json"
@@ -134,6 +151,11 @@ class Runner:
             entry["seconds_per_review"] = round(entry["seconds"] / entry["reviews_computed"], 2)
             timings_file.write_text(json.dumps(timings, indent=2))
         print(f"{time.strftime('%H:%M:%S')} {store} {method}: {new} reviews computed in {seconds:.1f} s (up to review {len(data)})", flush=True)
+
+
+def store_folder(work: Path, data: Path, split: str) -> Path:
+    """The stores of one data set and split: results of different splits never share a store."""
+    return work / f"{data.resolve().name}-{split}"
 
 
 def chunks(total: int, size: int, available: int) -> list[int]:
@@ -191,6 +213,15 @@ def report(args, dataset: Dataset, methods: list[str]) -> None:
     ]
     rows = [Row(row.test + suffix, row.name, row.metric, row.values) for suffix, part in parts for row in part.rows]
     table = Results(methods, rows)
+    intervals = [
+        dataclasses.replace(row, test=row.test + suffix)
+        for suffix, records, part_methods, tests in (
+            ("", rationale, rationale_methods, ["rationale"]),
+            ("", true, perturbation_methods, ["perturbation", "faithfulness"]),
+            (", predicted class", predicted, perturbation_methods, ["perturbation", "faithfulness"]),
+        )
+        for row in table_intervals(records, part_methods, tests, reference=OURS, resamples=args.resamples)
+    ]
 
     args.results.mkdir(parents=True, exist_ok=True)
     plots = {}
@@ -206,10 +237,11 @@ def report(args, dataset: Dataset, methods: list[str]) -> None:
     first = rationale_methods[0]
     result = {
         "commands": {store: json.loads((args.work / store / "commands.json").read_text()) for store in STORES if (args.work / store / "commands.json").is_file()}
-        | {"report": shlex.join(["python", *sys.argv])},
+        | {"report": args.command},
         "model": str(args.model),
         "model_info": info,
         "data": f"{args.data} ({args.split}, {len(dataset)} reviews)",
+        "split": args.split,
         "reviews": {"rationale": len(rationale_ids), "perturbation_and_faithfulness": len(true_ids), "predicted_class": len(predicted_ids)},
         "model_accuracy": {
             "rationale_reviews": accuracy(rationale, first),
@@ -223,10 +255,12 @@ def report(args, dataset: Dataset, methods: list[str]) -> None:
         "token_f1_reference": reference_levels(rationale, first, dataset),
         "seconds_per_review": {store: json.loads((args.work / store / "timings.json").read_text()) for store in STORES if (args.work / store / "timings.json").is_file()},
         **table.to_json(),
-        "wins": wins(table, methods),
+        "intervals": intervals_json(intervals),
+        "resamples": args.resamples,
+        "wins": wins(table, methods, intervals),
     }
     (args.results / "text_evaluation.json").write_text(json.dumps(_clean(result), indent=2) + "\n")
-    (args.results / "text_evaluation.md").write_text(markdown(table, result, methods, plots))
+    (args.results / "text_evaluation.md").write_text(markdown(table, result, methods, plots, intervals))
     print((args.results / "text_evaluation.md").read_text())
 
 
@@ -271,26 +305,32 @@ def reference_levels(rationale: list[dict], method: str, dataset: Dataset, seed:
     return {"k": list(metrics.RATIONALE_KS), **{name: np.mean(values, 0).round(4).tolist() for name, values in levels.items()}}
 
 
-def wins(results, methods) -> dict:
-    """For every row: the baselines that transformer_attribution beats, ties and loses to (in the row's direction)."""
+def wins(results, methods, intervals=()) -> dict:
+    """For every row: the baselines that transformer_attribution beats, ties and loses to (in the row's
+    direction), and those whose paired difference from it is significant (95 % interval excludes 0)."""
     if OURS not in methods:
         return {}
     table = {}
+    paired = {f"{row.test}: {row.name}": row for row in intervals}
     for row in results.rows:
         ours = row.values.get(OURS)
         if ours is None or math.isnan(ours):
             continue
         sign = 1 if row.arrow == "↑" else -1
         others = {m: row.values[m] for m in methods if m != OURS and row.values.get(m) is not None and not math.isnan(row.values[m])}
-        table[f"{row.test}: {row.name}"] = {
+        name = f"{row.test}: {row.name}"
+        significant = {m: c.difference.estimate for m, c in paired[name].versus_reference.items() if c.significant} if name in paired else {}
+        table[name] = {
             "beats_all": all(sign * (ours - v) > 0 for v in others.values()),
             "ties": [m for m, v in others.items() if v == ours],
             "loses_to": [m for m, v in others.items() if sign * (ours - v) < 0],
+            "significantly_better_than_ours": [m for m, d in significant.items() if sign * d > 0],
+            "significantly_worse_than_ours": [m for m, d in significant.items() if sign * d < 0],
         }
     return table
 
 
-def markdown(table: Results, report: dict, methods: list[str], plots: dict) -> str:
+def markdown(table: Results, report: dict, methods: list[str], plots: dict, intervals=()) -> str:
     info = report["model_info"]
     reviews = report["reviews"]
     lines = [
@@ -303,8 +343,9 @@ def markdown(table: Results, report: dict, methods: list[str], plots: dict) -> s
         "",
         f"- Model: all-MiniLM-L6-v2 fine-tuned on train.jsonl at {info.get('max_length', 512)} tokens "
         f"({info.get('trained', '?')} trained; {info.get('train_reviews', '?')} reviews, best of {info.get('epochs', '?')} epochs "
-        f"on val = epoch {info.get('best_epoch', '?')}); val accuracy {info.get('val_accuracy', float('nan')):.3f} on all 200 val reviews.",
-        f"- Rationale test (explaining the ground-truth class, the paper's token-F1 protocol) on {reviews['rationale']} val reviews "
+        f"on val = epoch {info.get('best_epoch', '?')}, its selection split: val accuracy {info.get('val_accuracy', float('nan')):.3f}).",
+        f"- Data: {report['data']}.",
+        f"- Rationale test (explaining the ground-truth class, the paper's token-F1 protocol) on {reviews['rationale']} {report['split']} reviews "
         f"(model accuracy there {report['model_accuracy']['rationale_reviews']:.3f}); perturbation and faithfulness on the first "
         f"{reviews['perturbation_and_faithfulness']}, each class in turn (accuracy {report['model_accuracy']['perturbation_reviews'] or float('nan'):.3f}), "
         f"explaining the true class and, in the rows marked \"predicted class\", the predicted one on the first {reviews['predicted_class']} "
@@ -333,9 +374,17 @@ def markdown(table: Results, report: dict, methods: list[str], plots: dict) -> s
         for name in ("random", "oracle in the window", "oracle, full document"):
             lines.append(f"| {name} | " + " | ".join(f"{reference[name][i]:.4f}" for i in picks) + " |")
         lines.append("")
-    lines += ["## Does transformer_attribution beat each baseline?", "", "| row | beats every baseline | better than ours | tied with ours |", "|---|---|---|---|"]
+    if intervals:
+        lines += [f"## 95 % confidence intervals (bootstrap over reviews, {report['resamples']} resamples) and paired differences", "",
+                  "Each row recomputed on resampled reviews exactly as the table computes it (the same draws for every method).", "",
+                  intervals_markdown(list(intervals), methods, OURS), ""]
+    lines += ["## Does transformer_attribution beat each baseline?", "",
+              "Point estimates, and (last two columns) only the differences whose paired 95 % interval excludes 0.", "",
+              "| row | beats every baseline | better than ours | tied with ours | significantly better | significantly worse |",
+              "|---|---|---|---|---|---|"]
     for row, verdict in report["wins"].items():
-        lines.append(f"| {row} | {'yes' if verdict['beats_all'] else 'no'} | {', '.join(verdict['loses_to'])} | {', '.join(verdict['ties'])} |")
+        lines.append(f"| {row} | {'yes' if verdict['beats_all'] else 'no'} | {', '.join(verdict['loses_to'])} | {', '.join(verdict['ties'])} | "
+                     f"{', '.join(verdict.get('significantly_better_than_ours', []))} | {', '.join(verdict.get('significantly_worse_than_ours', []))} |")
     seconds = report["seconds_per_review"]
     names = {"rationale": "rationale (map)", "true": "perturbation + faithfulness, true class", "predicted": "the same, predicted class (misclassified only)"}
     stores = [s for s in names if s in seconds]

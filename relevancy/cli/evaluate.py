@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..evaluation.runner import TESTS
 from ..methods import available
 from .audit import add_ray_arguments, load_listing_skipped, ray_options
@@ -12,13 +14,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
     parser.add_argument("--data", required=True, help="an ERASER folder, a .csv/.tsv/.jsonl file, or an image folder")
     parser.add_argument("--format", required=True, choices=("eraser", "csv", "jsonl", "images"), help="layout of --data (required)")
-    parser.add_argument("--split", default="val", help="ERASER split (<split>.jsonl)")
+    parser.add_argument("--split", default="val", help="ERASER split: the folder's <split>.jsonl, e.g. train, val or test")
     parser.add_argument("--methods", default="transformer_attribution,rollout", help=f"comma-separated, from: {', '.join(available())}")
     parser.add_argument("--tests", default="perturbation", help=f"comma-separated, from: {', '.join(TESTS)}")
     parser.add_argument(
         "--out", default="relevancy-eval", help="folder for items.jsonl (resumable) and the results, relative to the current directory",
     )
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N items only (default: all)")
+    parser.add_argument(
+        "--limit", type=int, default=None,
+        help="evaluate N items only: a class-balanced random subset drawn with --seed, kept in file order (default: all)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     parser.add_argument("--batch-size", type=int, default=8, help="items per forward and backward pass")
     parser.add_argument("--target", default="predicted", choices=("predicted", "true"), help="explain the predicted or the true class")
     parser.add_argument("--text-removal", default="mask", choices=("mask", "delete"), help="perturbation test: mask or delete tokens")
@@ -38,6 +44,8 @@ def run(args) -> int:
         "evaluate", load_dataset, args.data, args.format, split=args.split, text_column=args.text_column,
         label_column=args.label_column,
     )
+    dataset, chosen = dataset.balanced_sample(args.limit, args.seed)
+    print(f"relevancy evaluate: {dataset.source}: {chosen}", file=sys.stderr)
     ray = ray_options(args)
     model, processor = load(args.model)
     results = evaluate(
@@ -48,7 +56,6 @@ def run(args) -> int:
         _list(args.tests),
         out_dir=args.out,
         batch_size=args.batch_size,
-        limit=args.limit,
         target=args.target,
         text_removal=args.text_removal,
         label_map=_label_map(args.label_map),

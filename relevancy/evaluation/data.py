@@ -99,6 +99,30 @@ class Dataset:
     def head(self, limit: int | None) -> "Dataset":
         return self if limit is None else Dataset(self.items[:limit], self.modality, self.source, self.skipped)
 
+    def balanced_sample(self, limit: int | None, seed: int = 0) -> tuple["Dataset", str]:
+        """At most ``limit`` items, as equal per label as the data allow (labels take turns; within a
+        label a seeded random order), kept in file order; and a sentence saying which. Files often
+        list one class first (ERASER: all negatives), so the first N items would be one class."""
+        if limit is None or limit >= len(self.items):
+            return self, f"all {len(self.items)} items"
+        if limit < 1:
+            raise ValueError(f"the limit must be at least 1, got {limit}")
+        rng = np.random.default_rng(seed)
+        by_label: dict[str, list[int]] = {}
+        for index, item in enumerate(self.items):
+            by_label.setdefault(str(item.label), []).append(index)
+        queues = {label: list(rng.permutation(indices)) for label, indices in sorted(by_label.items())}
+        chosen: list[int] = []
+        while len(chosen) < limit:
+            for queue in queues.values():
+                if queue and len(chosen) < limit:
+                    chosen.append(int(queue.pop(0)))
+        chosen.sort()
+        counts = {label: sum(str(self.items[i].label) == label for i in chosen) for label in queues}
+        description = (f"a class-balanced random subset (seed {seed}) of {limit} of {len(self.items)} items: "
+                       + ", ".join(f"{label} {count}" for label, count in counts.items()))
+        return Dataset([self.items[i] for i in chosen], self.modality, self.source, self.skipped), description
+
 
 def load_dataset(path, format: str, *, split: str | None = None, text_column: str = "text", label_column: str = "label") -> Dataset:
     """A Dataset from ``path`` in ``format``: "eraser", "csv" (also .tsv), "jsonl" or "images"."""

@@ -54,7 +54,7 @@ class ItemStore:
             differing = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
             if differing:
                 details = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differing.items())
-                raise ValueError(f"{folder} holds results with other settings ({details}); use another --out, or --restart")
+                raise ValueError(f"{folder} holds results with other settings ({details}); use another --out (out_dir), or --restart (restart=True), which discards them")
         else:
             self.path.write_text("", encoding="utf-8")
         meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")

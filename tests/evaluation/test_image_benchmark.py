@@ -179,3 +179,32 @@ def test_per_image_statistics_are_paired_and_respect_each_direction():
                               ["transformer_attribution", "rollout"])
     assert all(swapped["rollout"][q]["ta_wins"] == 0.0 for q in ("ap", "pos_prob_auc", "neg_prob_auc"))
     assert stats["rollout"]["share"]["n"] == 0 and "ta_wins" not in stats["rollout"]["share"]
+
+
+def test_interval_rows_cover_segmentation_perturbation_and_specificity():
+    spec = importlib.util.spec_from_file_location("image_evaluation", SCRIPT.parents[1] / "benchmarks" / "image_evaluation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from relevancy.evaluation.runner import aggregate
+
+    rng = np.random.default_rng(0)
+    records = []
+    for method, shift in (("transformer_attribution", 0.0), ("rollout", 0.3)):
+        for i in range(12):
+            curve = list(rng.random(10))
+            records += [
+                {"method": method, "test": "segmentation", "id": f"i{i:02d}", "correct": int(rng.integers(50, 100)), "pixels": 100,
+                 "intersection": [10, 20], "union": [30, 40], "ap": float(rng.random())},
+                {"method": method, "test": "perturbation", "id": f"i{i:02d}",
+                 **{d: {"correct": curve, "probability": curve, "logit": curve} for d in ("positive", "negative")}},
+                {"method": method, "test": "specificity", "id": f"p{i:02d}", "share": min(1.0, float(rng.random()) * 0.5 + shift)},
+            ]
+    methods = ["transformer_attribution", "rollout"]
+    rows = bench.intervals(records, methods, resamples=200)
+    table = aggregate(records, methods, ["segmentation", "perturbation", "specificity"])
+    assert {row.test for row in rows} == {"segmentation", "perturbation", "specificity"}
+    for row in rows:
+        for method in methods:
+            assert row.intervals[method].estimate == pytest.approx(table.value(row.test, row.name, method), nan_ok=True)
+    share = next(row for row in rows if row.name == "share on own object")
+    assert share.versus_reference["rollout"].significant and share.versus_reference["rollout"].difference.estimate > 0
