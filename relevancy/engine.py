@@ -411,6 +411,10 @@ class Run:
             self._record_boundary(pass_, len(self.structure.blocks), result)
         return result
 
+    def block_input(self, index: int = 0) -> torch.Tensor:
+        """The hidden states block ``index`` received in the forward (B, N, features)."""
+        return self._boundary_tensors[index]
+
     def content_mask(self, like: torch.Tensor) -> torch.Tensor:
         """(B, N) 1 for positions that show input content (real tokens; image patches, not the
         class/distillation tokens before them), 0 elsewhere."""

@@ -11,7 +11,7 @@ from torch import nn
 from .adapters.structure import describe
 from .engine import Attribution, attribute
 from .explanation import Explanation
-from .methods import get_method
+from .methods import DEFAULT_METHOD, get_method
 
 
 class Explainer:
@@ -22,7 +22,7 @@ class Explainer:
     """
 
     def __init__(
-        self, model: nn.Module, processor=None, *, method: str = "transformer_attribution", batch_size: int = 16,
+        self, model: nn.Module, processor=None, *, method: str = DEFAULT_METHOD, batch_size: int = 16,
         checkpoint: bool = False,
     ):
         self.model = model

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..methods import available
+from ..methods import DEFAULT_METHOD, available
 
 FORMATS = ("html", "json", "png")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
                         "model for text, the embedded Fashion-MNIST classifier for an image path)")
     parser.add_argument("--allow-random-head", action="store_true",
                         help="explain a model whose classification head is missing from its checkpoint (random, with a warning)")
-    parser.add_argument("--method", default="transformer_attribution", choices=available(), help="how relevance is computed")
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=available(), help="how relevance is computed")
     parser.add_argument("--target", default=None, help="class index, label name, or 'a vs b' (default: predicted class)")
     parser.add_argument("--start-layer", type=int, default=None, help="first block of the rollout (rollout methods; default: 0)")
     parser.add_argument(

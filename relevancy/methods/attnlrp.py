@@ -8,13 +8,35 @@ from .base import Method, input_scores, register
 
 
 class _GradientFormLRP(Method):
+    """Text: relevance at the input embeddings, as lxt reads it. Images: at the patch tokens (the
+    first block's input), as the attention-based maps are read: at the pixels, x * g of a plain
+    background (-1 after the usual normalisation) takes most of the relevance (84 % of AttnLRP's
+    positive mass on the ground-truth scenes), a property of the input, not of the evidence."""
+
     signed = True
     uses_rules = True
 
     def compute(self, run):
         run.forward()
+        if run.structure.modality == "image" and self._patch_tokens(run):
+            gradient = run.backward(Pass.RELEVANCE, to="blocks")
+            return (run.block_input(0) * gradient).sum(-1), "tokens"
         gradient = run.backward(Pass.RELEVANCE, to="input")
         return input_scores(run, run.input_leaf * gradient)
+
+    @staticmethod
+    def _patch_tokens(run) -> bool:
+        """Whether the first block reads a (B, prefix + patch grid, features) sequence; otherwise
+        (windowed or convolutional stages) the map is read at the pixels."""
+        grid = run.structure.grid
+        try:
+            hidden = run.block_input(0)
+        except KeyError:
+            return False
+        if grid is None or hidden.dim() != 3:
+            return False
+        prefix = hidden.shape[1] - grid[0] * grid[1]
+        return 0 <= prefix <= 2
 
 
 @register

@@ -85,18 +85,18 @@ def test_text_from_a_file_standard_input_or_literally(cli, text_model, tmp_path,
     notes.write_text(SENTENCE + "\n", encoding="utf-8")
     out = tmp_path / "out"
     assert cli("explain", "--file", notes, "--model", text_model, "--out", out)[0] == 0
-    from_file = json.loads((out / "notes-transformer_attribution-predicted.json").read_text())
+    from_file = json.loads((out / "notes-attnlrp-predicted.json").read_text())
     assert [w["word"] for w in from_file["words"]] == SENTENCE.split()
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(SENTENCE.encode())))
     code, _, err = cli("explain", "-", "--model", text_model, "--out", out)
     assert code == 0, err
-    from_stdin = json.loads((out / "the-plot-was-dull-but-the-actor-was-supe-transformer_attribution-predicted.json").read_text())
+    from_stdin = json.loads((out / "the-plot-was-dull-but-the-actor-was-supe-attnlrp-predicted.json").read_text())
     assert from_stdin["tokens"] == from_file["tokens"]
 
     code, _, err = cli("explain", "nothere.png", "--literal", "--model", text_model, "--out", out)
     assert code == 0, err
-    assert (out / "nothere-png-transformer_attribution-predicted.json").is_file()
+    assert (out / "nothere-png-attnlrp-predicted.json").is_file()
     code, _, err = cli("explain", SENTENCE, "--file", notes, "--model", text_model)
     assert code == 2 and "either as INPUT or with --file" in err
     picture = tmp_path / "picture.png"
@@ -112,7 +112,7 @@ def test_each_target_gets_its_own_files_and_nothing_is_overwritten(cli, text_mod
         assert code == 0, err
         return [line.removeprefix("wrote ") for line in out.splitlines() if line.startswith("wrote ")]
 
-    stem = "the-plot-was-dull-but-the-actor-was-supe-transformer_attribution"  # the text's first 40 characters
+    stem = "the-plot-was-dull-but-the-actor-was-supe-attnlrp"  # the text's first 40 characters
     first = explain("--target", "positive")
     assert first == [str(tmp_path / f"{stem}-positive.html"), str(tmp_path / f"{stem}-positive.json")]
     second = explain("--target", "negative")
