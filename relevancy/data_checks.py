@@ -37,6 +37,15 @@ def read_utf8(path) -> str:
     return decode_utf8(data, str(path), fix)
 
 
+def read_parquet_rows(path) -> list[dict]:
+    """The rows of a Parquet file as dicts (pyarrow, an optional dependency the ``ray`` extra brings)."""
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise ImportError(f"reading {path} (Parquet) needs pyarrow: pip install pyarrow (the ray extra includes it)") from None
+    return parquet.read_table(str(path)).to_pylist()
+
+
 def text_problem(text) -> str | None:
     """Why ``text`` cannot be explained or scored (None when it can): the one rule of every data reader."""
     if not isinstance(text, str):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from ..data_checks import SkippedRow, read_utf8, text_problem, warn_skipped
+from ..data_checks import SkippedRow, read_parquet_rows, read_utf8, text_problem, warn_skipped
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def load_texts(
     split: str | None = None,
     limit: int | None = None,
 ) -> TextDataset:
-    """Read labelled texts from a path (.csv, .tsv, .jsonl, .json, an ERASER folder or split file),
+    """Read labelled texts from a path (.csv, .tsv, .jsonl, .json, .parquet, an ERASER folder or split file),
     an HF ``datasets`` object, a list of mappings, or a TextDataset.
 
     Rows without usable text (empty, whitespace only, not a string) are left out, listed in
@@ -163,7 +163,10 @@ def _load_path(path: Path, text_column, label_column, id_column, split) -> TextD
         if rows and (path.parent / "docs").is_dir() and "annotation_id" in rows[0] and "evidences" in rows[0]:
             return _load_eraser(path.parent, path.stem)
         return from_records(rows, text_column=text_column, label_column=label_column, id_column=id_column, source=str(path))
-    raise ValueError(f"cannot read {path}: give a .csv, .tsv, .jsonl or .json file, or an ERASER folder")
+    if suffix == ".parquet":
+        rows = read_parquet_rows(path)
+        return from_records(rows, text_column=text_column, label_column=label_column, id_column=id_column, source=str(path))
+    raise ValueError(f"cannot read {path}: give a .csv, .tsv, .jsonl, .json or .parquet file, or an ERASER folder")
 
 
 def _read_json_rows(path: Path) -> list[dict]:

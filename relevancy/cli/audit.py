@@ -10,7 +10,7 @@ from ..methods import available
 
 def add_data_arguments(parser) -> None:
     """Options that say how to read a data set (shared with ``relevancy finetune``)."""
-    parser.add_argument("data", help="a .csv/.tsv/.jsonl/.json file, or an ERASER folder (docs/ + <split>.jsonl)")
+    parser.add_argument("data", help="a .csv/.tsv/.jsonl/.json/.parquet file, or an ERASER folder (docs/ + <split>.jsonl)")
     parser.add_argument("--text-column", default="text", help="column of the texts (rows without text are skipped and listed)")
     parser.add_argument("--label-column", default="label", help="column of the labels")
     parser.add_argument("--id-column", default=None, help="column of unique document ids (default: row numbers)")

@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score methods on a data set (perturbation, rationales, faithfulness, segmentation)")
     parser.add_argument("--model", default="default", help="hub name or local path (default: the embedded sentiment model)")
     parser.add_argument("--data", required=True, help="an ERASER folder, a .csv/.tsv/.jsonl file, or an image folder")
-    parser.add_argument("--format", required=True, choices=("eraser", "csv", "jsonl", "images"), help="layout of --data (required)")
+    parser.add_argument("--format", required=True, choices=("eraser", "csv", "jsonl", "parquet", "images"), help="layout of --data (required)")
     parser.add_argument("--split", default="val", help="ERASER split: the folder's <split>.jsonl, e.g. train, val or test")
     parser.add_argument("--methods", default="transformer_attribution,rollout", help=f"comma-separated, from: {', '.join(available())}")
     parser.add_argument("--tests", default="perturbation", help=f"comma-separated, from: {', '.join(TESTS)}")

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..data_checks import SkippedRow, read_utf8, text_problem, warn_skipped
+from ..data_checks import SkippedRow, read_parquet_rows, read_utf8, text_problem, warn_skipped
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -125,11 +125,12 @@ class Dataset:
 
 
 def load_dataset(path, format: str, *, split: str | None = None, text_column: str = "text", label_column: str = "label") -> Dataset:
-    """A Dataset from ``path`` in ``format``: "eraser", "csv" (also .tsv), "jsonl" or "images"."""
+    """A Dataset from ``path`` in ``format``: "eraser", "csv" (also .tsv), "jsonl", "parquet" or "images"."""
     loaders = {
         "eraser": lambda: load_eraser(path, split or "val"),
         "csv": lambda: load_text_file(path, text_column=text_column, label_column=label_column),
         "jsonl": lambda: load_text_file(path, text_column=text_column, label_column=label_column),
+        "parquet": lambda: load_text_file(path, text_column=text_column, label_column=label_column),
         "images": lambda: load_image_folder(path),
     }
     if format not in loaders:
@@ -217,7 +218,7 @@ def _json_lines(path: Path):
 
 # -- text files and HF datasets -----------------------------------------------------------------
 def load_text_file(path, *, text_column: str = "text", label_column: str = "label", id_column: str | None = None) -> Dataset:
-    """Labelled texts from a .csv, .tsv (GLUE style: quotes are text) or .jsonl file; rows without
+    """Labelled texts from a .csv, .tsv (GLUE style: quotes are text), .jsonl or .parquet file; rows without
     usable text are left out, listed in ``skipped`` and in one warning."""
     path = Path(path)
     if not path.is_file():
@@ -232,8 +233,10 @@ def load_text_file(path, *, text_column: str = "text", label_column: str = "labe
         rows = [(number, row) for number, row in enumerate(reader, 2)]  # line 1 is the header
     elif suffix in (".jsonl", ".json"):
         rows = list(_json_lines(path))
+    elif suffix == ".parquet":
+        rows = list(enumerate(read_parquet_rows(path), 1))  # row numbers for the skipped-row report
     else:
-        raise ValueError(f"cannot read {path}: give a .csv, .tsv or .jsonl file (or --format eraser/images)")
+        raise ValueError(f"cannot read {path}: give a .csv, .tsv, .jsonl or .parquet file (or --format eraser/images)")
     return _text_dataset(rows, str(path), text_column, label_column, id_column)
 
 
