@@ -110,6 +110,8 @@ SCRIPT = """
 
 
 def render_report(report: AuditReport) -> str:
+    from .llm import template_html
+
     rows = report.word_rows()
     examples = report.example_words()
     example_ids = {word: f"ex-{i}" for i, (word, _) in enumerate(examples)}
@@ -117,6 +119,7 @@ def render_report(report: AuditReport) -> str:
     parts = [
         "<h1>Relevance audit</h1>", f"<ul>{summary}</ul>",
         f"<p>{html.escape(report.test_description())}</p>",
+        template_html(report.prompt) if report.prompt else "",
         "<h2>Findings</h2>", _findings(report, example_ids),
         "<h2>Relevance lift against label association</h2>", association_plot(report, rows),
         "<h2>Every word</h2>", word_table(rows, example_ids),
