@@ -74,6 +74,20 @@ def encode_pair(tokenizer, prompt: str, answer: str, offsets: bool = False):
     return encoded["input_ids"], answer_ids, (encoded["offset_mapping"] if offsets else None)
 
 
+def causal_examples(dataset, answers: list[str] | None = None, label_map=None) -> list[dict]:
+    """``{"text", "answer"}`` per example of a ``TextDataset``: with ``answers`` (one per label, the LLM as a
+    classifier) the answer of the example's label; without, the label column holds the reference answer."""
+    from ..audit.data import encode_labels
+
+    if answers is None:
+        empty = [e.id for e in dataset.examples if not isinstance(e.label, str) or not e.label.strip()]
+        if empty:
+            raise ValueError(f"documents {', '.join(empty[:5])} have no reference answer (an empty or non-text answer column)")
+        return [{"text": e.text, "answer": e.label} for e in dataset.examples]
+    labels = encode_labels(dataset, {i: a.strip() for i, a in enumerate(answers)}, label_map)
+    return [{"text": e.text, "answer": answers[label]} for e, label in zip(dataset.examples, labels)]
+
+
 class CausalCollator:
     """Example dicts ``{"text", "answer"}`` -> a batch: ``input_ids``/``attention_mask`` (right padded),
     ``answer_mask`` (the answer's positions), and with ``penalised_words`` the penalty rows:
@@ -245,7 +259,22 @@ def fine_tune_causal(
     result = fine_tune(trained, tokenizer, examples, loss, seed=seed, in_place=True, collator=collator, **options)
     if lora is not None:
         result.model = result.model.merge_and_unload().eval()
+    _drop_gguf_marker(result.model)
     return result
+
+
+def _drop_gguf_marker(model: nn.Module) -> None:
+    """A model read from a GGUF file holds dequantized float weights but keeps transformers' GGUF
+    quantizer, which refuses ``save_pretrained``; the trained copy is plain, so it loses the marker."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)).lower() == "gguf":
+        model.hf_quantizer = None
+        for attribute in ("is_quantized", "quantization_method"):
+            if attribute in vars(model):
+                delattr(model, attribute)
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
 
 
 def _with_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
@@ -262,6 +291,6 @@ def _with_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
 
 
 __all__ = [
-    "CausalCollator", "CausalLossOutput", "CausalRelevanceLoss", "LoraSettings", "answer_log_likelihood", "check_template",
+    "CausalCollator", "CausalLossOutput", "causal_examples", "CausalRelevanceLoss", "LoraSettings", "answer_log_likelihood", "check_template",
     "encode_pair", "fine_tune_causal", "render", "word_spans",
 ]
