@@ -6,7 +6,8 @@ Every document becomes a prompt (``template`` with ``{text}`` replaced by the do
   the answers' log-likelihoods given the prompt are the class scores (softmax over the answers: the
   "probabilities"), and the explained answer is the predicted one or the gold one (``target``);
 - free-form QA (``answer_column``): the reference answer is explained given the prompt; its "probability"
-  is the geometric mean of its tokens' probabilities, and every document is of one class.
+  is the geometric mean of its tokens' probabilities, and every document is of one class. The column's
+  text (read stripped) follows the prompt after one space, as a word after "Answer:" is written.
 
 Relevance of each prompt token for the whole answer is ``relevancy.generation.explain_answer``'s map
 summed over the answer's tokens (each token's row normalised, its readout position left out). The
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..adapters.outputs import evaluating
 from ..adapters.structure import describe
-from ..finetune.causal import check_template, encode_pair, render
+from ..finetune.causal import check_template, encode_pair, reference_answer, render
 from ..generation import _token_strings, explain_answer
 from .data import encode_labels, load_texts
 from .report import AuditReport, ShortcutResult
@@ -119,7 +120,7 @@ def audit_causal(
 def _record(model, tokenizer, template, answers, example, label, settings, uncased) -> dict:
     prompt, (begin, end) = render(template, example.text)
     fast = bool(getattr(tokenizer, "is_fast", False))
-    prompt_ids, _, offsets = encode_pair(tokenizer, prompt, answers[0] if answers else example.label, offsets=fast)
+    prompt_ids, _, offsets = encode_pair(tokenizer, prompt, answers[0] if answers else reference_answer(example.label), offsets=fast)
     if answers is not None:
         scores = answer_scores(model, tokenizer, [(prompt_ids, _answer_ids(tokenizer, a)) for a in answers])
         probabilities = torch.softmax(torch.tensor([s[0] for s in scores]), 0).tolist()
@@ -128,7 +129,7 @@ def _record(model, tokenizer, template, answers, example, label, settings, uncas
         answer = answers[target]
         exact = None
     else:
-        answer = example.label
+        answer = reference_answer(example.label)
         ((total, count, exact),) = answer_scores(model, tokenizer, [(prompt_ids, _answer_ids(tokenizer, answer))])
         probabilities, predicted, target = [math.exp(total / count)], 0, 0
     explanation = explain_answer(model, tokenizer, prompt, answer=answer, method=settings.method, progress=False)

@@ -74,16 +74,22 @@ def encode_pair(tokenizer, prompt: str, answer: str, offsets: bool = False):
     return encoded["input_ids"], answer_ids, (encoded["offset_mapping"] if offsets else None)
 
 
+def reference_answer(text: str) -> str:
+    """A free-form answer as read from a data column (stripped) follows the prompt after one space."""
+    return " " + text.strip()
+
+
 def causal_examples(dataset, answers: list[str] | None = None, label_map=None) -> list[dict]:
     """``{"text", "answer"}`` per example of a ``TextDataset``: with ``answers`` (one per label, the LLM as a
-    classifier) the answer of the example's label; without, the label column holds the reference answer."""
+    classifier) the answer of the example's label; without, the label column holds the reference answer
+    (``reference_answer``: after one space)."""
     from ..audit.data import encode_labels
 
     if answers is None:
         empty = [e.id for e in dataset.examples if not isinstance(e.label, str) or not e.label.strip()]
         if empty:
             raise ValueError(f"documents {', '.join(empty[:5])} have no reference answer (an empty or non-text answer column)")
-        return [{"text": e.text, "answer": e.label} for e in dataset.examples]
+        return [{"text": e.text, "answer": reference_answer(e.label)} for e in dataset.examples]
     labels = encode_labels(dataset, {i: a.strip() for i, a in enumerate(answers)}, label_map)
     return [{"text": e.text, "answer": answers[label]} for e, label in zip(dataset.examples, labels)]
 
@@ -292,5 +298,5 @@ def _with_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
 
 __all__ = [
     "CausalCollator", "CausalLossOutput", "causal_examples", "CausalRelevanceLoss", "LoraSettings", "answer_log_likelihood", "check_template",
-    "encode_pair", "fine_tune_causal", "render", "word_spans",
+    "encode_pair", "fine_tune_causal", "reference_answer", "render", "word_spans",
 ]
