@@ -170,7 +170,7 @@ def answer_log_likelihood(model, input_ids: torch.Tensor, attention_mask: torch.
     logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=positions).logits
     if logits.shape[1] != len(positions):
         raise ValueError(f"{type(model).__name__} ignores logits_to_keep: give a transformers causal LM")
-    log_probs = torch.log_softmax(logits.float(), -1)
+    log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)  # half -> float
     targets = input_ids[:, positions + 1]
     picked = log_probs.gather(-1, targets[..., None])[..., 0]
     weights = predicting[:, positions].to(picked.dtype)

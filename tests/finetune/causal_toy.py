@@ -32,7 +32,7 @@ def tokenizer() -> PreTrainedTokenizerFast:
 def model(kind: str = "llama", seed: int = 0, dtype=torch.float32):
     torch.manual_seed(seed)
     built = {
-        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=64, n_positions=64)),
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=64, n_positions=64, bos_token_id=0, eos_token_id=0)),
         "llama": lambda: LlamaForCausalLM(LlamaConfig(**_SMALL)),
         "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(**_SMALL)),
     }[kind]()
