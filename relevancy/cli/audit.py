@@ -55,14 +55,14 @@ def add_prompt_arguments(parser) -> None:
     group.add_argument(
         "--prompt-template", default=None,
         help="a prompt with {text} where each document goes, e.g. 'Review: {text}\\nSentiment:' (\\n is a new line); "
-        "needed for a causal LM, with --answers or --answer-column",
+        "needed for a causal LM, with --answers or --answer-column (default: none, a classifier)",
     )
     group.add_argument(
         "--answers", default=None,
         help="the LLM as a classifier: comma-separated answers of label 0, 1, ..., e.g. negative,positive; each follows "
-        "the prompt after one space (' positive'), as a word after 'Sentiment:' is written",
+        "the prompt after one space (' positive'), as a word after 'Sentiment:' is written (default: none)",
     )
-    group.add_argument("--answer-column", default=None, help="free-form QA: the column of the reference answers")
+    group.add_argument("--answer-column", default=None, help="free-form QA: the column of the reference answers (each follows the prompt after one space; default: none)")
 
 
 def prompt_task(args) -> tuple[str | None, list[str] | None]:

@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_prompt_arguments(parser)
     lora = parser.add_argument_group("LoRA (causal LMs; needs the peft package: pip install 'relevancy[lora]')")
-    lora.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved weights) instead of every weight")
+    lora.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved weights) instead of every weight (default: every weight)")
     lora.add_argument("--lora-rank", type=int, default=8, help="rank of the LoRA adapters")
     lora.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling numerator (alpha / rank scales the update)")
     parser.set_defaults(run=run)

@@ -92,4 +92,5 @@ def test_install_script_installs_every_requirement_of_gguf_with_torch_pinned():
     assert installs[0][-1] == "torch==2.13.0"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "torch==2.13.0" in project["dependencies"] and project["optional-dependencies"]["llm"] == ["gguf"]
-    assert installs[-1][-1] == '".[test,llm]"'
+    assert installs[-1][-1] == '".[test,llm,lora]"'
+    assert project["optional-dependencies"]["lora"] == ["peft==0.21.2"]  # pinned: LoRA of causal LMs
