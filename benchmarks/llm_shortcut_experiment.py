@@ -289,8 +289,9 @@ def main(argv=None) -> None:
 def _mean_sd(values: list[float]) -> str:
     if not values:
         return "–"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def markdown(results: dict) -> str:
@@ -310,7 +311,9 @@ def markdown(results: dict) -> str:
         lines += [
             f"Audit of (a) ({settings['audit_size']} planted-first training phrases, {audit['seconds']:.0f} s): top word "
             f"`{audit['top_word']}` (penalised in (c)); planted word: relevance rank {audit['relevance_rank']}, lift rank "
-            f"{audit['lift_rank']}, shortcut rank {audit['shortcut_rank']}, removal flips {audit['removal_flip_rate']}; "
+            f"{audit['lift_rank']}, shortcut-flag rank {audit['shortcut_rank']} (the audited phrases are planted positives "
+            f"first, so the label test has little contrast), deleting it flips {audit['removal_flip_rate']:.0%} of the "
+            f"answers; "
             f"top by lift {audit['top_by_lift']}; shortcut flags {audit['top_shortcuts']}; the template takes "
             f"{audit['template_share']:.1%} of the answer's relevance.", "",
         ]
@@ -345,7 +348,8 @@ def markdown(results: dict) -> str:
         for split in ("absent", "reversed"):
             diffs = [acc[f"c/seed{s}"][split] - acc[f"b/seed{s}"][split] for s in paired]
             lines.append(f"- {split}: {_mean_sd(diffs)} over seeds {paired}; (c) > (b) on {sum(d > 0 for d in diffs)} of {len(diffs)}")
-    lines += ["", f"Peak resident memory of the run: {results.get('peak_rss_gib', 0):.2f} GiB."]
+    lines += ["", f"Peak resident memory of the run: {results.get('peak_rss_gib', 0):.2f} GiB. Seconds per step and the "
+              "audit's time were measured on a 2-core machine shared with other jobs (several times an idle machine's)."]
     return "\n".join(lines) + "\n"
 
 
