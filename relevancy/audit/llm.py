@@ -58,6 +58,8 @@ def audit_causal(
         )
     if settings.target not in ("predicted", "label"):
         raise ValueError(f"unknown target {settings.target!r}: use 'predicted' or 'label'")
+    if settings.max_length is not None:
+        raise ValueError("max_length does not apply to causal LMs (prompts are never truncated): leave it unset (CLI: no --max-length)")
     if answers is not None:
         answers = [str(a) for a in answers]
         if len(answers) < 2 or any(not a.strip() for a in answers) or len(set(answers)) != len(answers):

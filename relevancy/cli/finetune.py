@@ -10,7 +10,7 @@ from .audit import add_data_arguments, add_prompt_arguments, data_options, load_
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("finetune", help="fine-tune a text classifier away from given tokens or towards rationales")
+    parser = subparsers.add_parser("finetune", help="fine-tune a text classifier or a causal LM away from given tokens, or a classifier towards rationales")
     add_data_arguments(parser)
     parser.add_argument("--model", required=True, help="the base model: a local directory or hub name (never modified)")
     parser.add_argument("--out", required=True, help="folder for the fine-tuned model and finetune.json")

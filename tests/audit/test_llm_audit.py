@@ -132,6 +132,7 @@ def test_free_form_answers_from_a_column(tmp_path):
         (dict(template=ct.TEMPLATE), "either answers"),
         (dict(template=ct.TEMPLATE, answers=[" same", " same"]), "distinct"),
         (dict(template=ct.TEMPLATE, answers=[" maybe", " yes"]), "not among the model's labels"),
+        (dict(template=ct.TEMPLATE, answers=ct.ANSWERS, settings=AuditSettings(max_length=8)), "never truncated"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(options, message):
