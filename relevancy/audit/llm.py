@@ -193,10 +193,14 @@ def answer_scores(model, tokenizer, pairs: list[tuple[list[int], list[int]]], ba
             for row, (p, a) in enumerate(chunk):
                 ids[row, : len(p) + len(a)] = torch.tensor(p + a)
                 attention[row, : len(p) + len(a)] = 1
-            logits = model(input_ids=ids, attention_mask=attention).logits.float()
+            # logits only where an answer token is predicted: the vocabulary projection is the costly part
+            kept = sorted({q for p, a in chunk for q in range(len(p) - 1, len(p) + len(a) - 1)})
+            logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=torch.tensor(kept)).logits
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
             log_probs = torch.log_softmax(logits, -1)
+            column = {q: i for i, q in enumerate(kept)}
             for row, (p, a) in enumerate(chunk):
-                positions = torch.arange(len(p) - 1, len(p) + len(a) - 1)
+                positions = torch.tensor([column[q] for q in range(len(p) - 1, len(p) + len(a) - 1)])
                 target = torch.tensor(a)
                 picked = log_probs[row, positions].gather(-1, target[:, None])[:, 0]
                 exact = bool((logits[row, positions].argmax(-1) == target).all())
