@@ -77,7 +77,8 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-learning-rate", type=float, default=1e-3, help="LoRA learning rate of (b), (b'), (c)")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--lora-targets", default="q_proj,v_proj", help="modules that get LoRA adapters (comma-separated)")
-    parser.add_argument("--penalty-weight", type=float, default=1.0)
+    parser.add_argument("--penalty-weight", type=float, default=1.0, help="of (c); rows of other weights are kept apart")
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS), help="which of (b), (b'), (c) to run")
     parser.add_argument("--audit-size", type=int, default=40, help="training phrases the audit of (a) reads, planted first")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -224,7 +225,9 @@ def main(argv=None) -> None:
     if results.get("key") != key:
         results = {"key": key, "accuracy": {}, "training": {}, "audit": None}
     results["settings"] = {k: v for k, v in vars(args).items() if k not in ("out", "cache")}
-    results["command"] = "python3 benchmarks/llm_shortcut_experiment.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
+    command = "python3 benchmarks/llm_shortcut_experiment.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
+    results["commands"] = list(dict.fromkeys(results.get("commands", [results["command"]] if "command" in results else []) + [command]))
+    results.pop("command", None)
     started = time.time()
     rng = random.Random(args.seed)
     word = args.planted_word
@@ -269,8 +272,8 @@ def main(argv=None) -> None:
     inserter = random.Random(args.seed + 1)  # counterfactual augmentation: the word in every phrase, once
     augmented = [r if word in r["text"].split() else plant([r], word, None, 1.0, inserter)[0] for r in planted]
     for seed in args.seeds:
-        for condition in CONDITIONS:
-            name = f"{condition}/seed{seed}"
+        for condition in args.conditions:
+            name = f"{penalty_label(args.penalty_weight) if condition == 'c' else condition}/seed{seed}"
             if name in results["accuracy"]:
                 continue
             options = dict(steps=args.steps, learning_rate=args.finetune_learning_rate, seed=seed)
@@ -278,12 +281,17 @@ def main(argv=None) -> None:
                 options.update(words=[penalised], insert=True, penalty_weight=args.penalty_weight)
             data = augmented if condition == "b_aug" else planted
             model, summary = train(shortcut, tokenizer, data, args, **options)
-            results["training"][name] = summary
+            results["training"][name] = {**summary, "penalty_weight": options.get("penalty_weight", 0.0)}
             evaluate(name, model)
             del model
     results["seconds_this_run"] = time.time() - started
     save()
     print(markdown(results))
+
+
+def penalty_label(weight: float) -> str:
+    """(c) rows of the default weight are "c"; others carry their weight ("c-w5")."""
+    return "c" if weight == 1.0 else f"c-w{weight:g}"
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -298,13 +306,14 @@ def markdown(results: dict) -> str:
     acc, settings = results["accuracy"], results["settings"]
     lines = [
         "# Planted shortcut in a decoder LLM (SmolLM2-135M-Instruct, SST-2)", "",
-        f"Command: `{results.get('command', '')}`", "",
+        "Commands (in this order; each resumes the rows of the ones before): "
+        + "; ".join(f"`{c}`" for c in results.get("commands", [])), "",
         f"Prompt {TEMPLATE!r}, answers {ANSWERS}; planted word {settings['planted_word']!r} in "
         f"{results['data']['planted_in_train']} of {results['data']['train']} training phrases (positives only); "
         f"test: {results['data']['test']} SST-2 dev phrases ({results['data']['positive_in_test']} positive). LoRA rank "
         f"{settings['lora_rank']} on {settings['lora_targets']} (merged); (a) and clean: {settings['shortcut_steps']} steps, lr {settings['learning_rate']:g}; "
         f"(b), (b'), (c): {settings['steps']} steps, lr {settings['finetune_learning_rate']:g}, batch {settings['batch_size']}, "
-        f"penalty weight {settings['penalty_weight']:g}; {settings['threads']} torch thread(s).", "",
+        f"penalty weight 1 unless the row says otherwise; {settings['threads']} torch thread(s).", "",
     ]
     audit = results.get("audit")
     if audit:
@@ -331,23 +340,27 @@ def markdown(results: dict) -> str:
             return "no cost"
         return f"{statistics.fmean((v - acc[SHORTCUT][split]) / cost for v in values):.0%}"
 
-    for condition in ("base", CLEAN, SHORTCUT, *CONDITIONS):
+    variants = sorted({n.split("/")[0] for n in acc if n.startswith("c-w")}, key=lambda c: float(c[3:]))
+    for condition in ("base", CLEAN, SHORTCUT, "b", "b_aug", "c", *variants):
         names, values = row_of(condition)
         if not names:
             continue
         seconds = [results["training"][n]["seconds"] / (settings["shortcut_steps"] if condition in (CLEAN, SHORTCUT) else settings["steps"])
                    for n in names if n in results["training"]]
         lines.append(
-            f"| {NAMES.get(condition, 'base SmolLM2, no fine-tuning')} | {len(names) if '/' in names[0] else '–'} | "
+            f"| {NAMES.get(condition, f'(c) with penalty weight {condition[3:]}' if condition.startswith('c-w') else 'base SmolLM2, no fine-tuning')} | {len(names) if '/' in names[0] else '–'} | "
             f"{_mean_sd(values['absent'])} | {_mean_sd(values['reversed'])} | {recovered('absent', values['absent'])} | "
             f"{recovered('reversed', values['reversed'])} | {f'{statistics.fmean(seconds):.1f}' if seconds else '–'} |"
         )
-    paired = [s for s in settings["seeds"] if f"b/seed{s}" in acc and f"c/seed{s}" in acc]
-    if paired:
-        lines += ["", "Paired (c) − (b), per seed:", ""]
-        for split in ("absent", "reversed"):
-            diffs = [acc[f"c/seed{s}"][split] - acc[f"b/seed{s}"][split] for s in paired]
-            lines.append(f"- {split}: {_mean_sd(diffs)} over seeds {paired}; (c) > (b) on {sum(d > 0 for d in diffs)} of {len(diffs)}")
+    seeds = sorted({int(n.split("seed")[1]) for n in acc if "/seed" in n})
+    for c in ("c", *variants):
+        paired = [s for s in seeds if f"b/seed{s}" in acc and f"{c}/seed{s}" in acc]
+        if paired:
+            label = "(c)" if c == "c" else f"(c, weight {c[3:]})"
+            lines += ["", f"Paired {label} − (b), per seed:", ""]
+            for split in ("absent", "reversed"):
+                diffs = [acc[f"{c}/seed{s}"][split] - acc[f"b/seed{s}"][split] for s in paired]
+                lines.append(f"- {split}: {_mean_sd(diffs)} over seeds {paired}; {label} > (b) on {sum(d > 0 for d in diffs)} of {len(diffs)}")
     lines += ["", f"Peak resident memory of the run: {results.get('peak_rss_gib', 0):.2f} GiB. Seconds per step and the "
               "audit's time were measured on a 2-core machine shared with other jobs (several times an idle machine's)."]
     return "\n".join(lines) + "\n"
