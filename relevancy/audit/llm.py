@@ -81,7 +81,7 @@ def audit_causal(
     meta = {
         "method": str(settings.method), "target": settings.target if answers is not None else "reference answer",
         "model": _fingerprint(model), "data": dataset.source, "documents": len(dataset), "template": template,
-        "answers": answers, "answer_column": answer_column, "max_length": None,
+        "answers": answers, "answer_column": answer_column,
     }
     store = DocumentStore(Path(out) if out is not None else None, meta, resume=resume)
     done = store.done()
