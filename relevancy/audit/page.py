@@ -122,6 +122,8 @@ def render_report(report: AuditReport) -> str:
 def report_body(report: AuditReport) -> str:
     """The report's content (findings, plot, table, examples) without the page around it, as the
     static report and the explorer's audit panel both show it."""
+    from .llm import template_html
+
     rows = report.word_rows()
     examples = report.example_words()
     example_ids = {word: f"ex-{i}" for i, (word, _) in enumerate(examples)}
@@ -129,6 +131,7 @@ def report_body(report: AuditReport) -> str:
     parts = [
         "<h1>Relevance audit</h1>", f"<ul>{summary}</ul>",
         f"<p>{html.escape(report.test_description())}</p>",
+        template_html(report.prompt) if report.prompt else "",
         "<h2>Findings</h2>", _findings(report, example_ids),
         "<h2>Relevance lift against label association</h2>", association_plot(report, rows),
         "<h2>Every word</h2>", word_table(rows, example_ids),

@@ -158,6 +158,7 @@ class AuditReport:
     thresholds: Thresholds
     rationale: dict | None = None
     examples: dict = field(default_factory=dict)  # doc id -> its record (text, tokens, scores, ...), for the HTML
+    prompt: dict | None = None  # causal LMs: relevance of the prompt template against the input (audit.llm.template_view)
     _tests: dict = field(default_factory=dict, init=False, repr=False)
 
     # -- the label test ----------------------------------------------------------------------------
@@ -355,6 +356,7 @@ class AuditReport:
             "thresholds": asdict(self.thresholds),
             "association_test": self.test_description(),
             "rationale": self.rationale,
+            **({"prompt": self.prompt} if self.prompt else {}),
             "flags": {
                 "shortcut": [f.to_dict() for f in self.shortcut_flags()],
                 "over_relevant": {level: [f.to_dict() for f in self.over_relevant(level)] for level in ("word", "token")},
@@ -414,6 +416,10 @@ class AuditReport:
 
     def to_markdown(self, rows: int = TABLE_ROWS) -> str:
         lines = ["# Relevance audit", "", *self.summary(), "", self.test_description(), ""]
+        if self.prompt:
+            from .llm import template_markdown
+
+            lines += template_markdown(self.prompt)
         sections = self.flag_sections()
         empty = [title for title, flags, _ in sections if not flags]
         for title, flags, meaning in sections:

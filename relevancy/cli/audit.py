@@ -46,6 +46,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--restart", action="store_true", help="discard an earlier (interrupted) run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_ray_arguments(parser)
+    add_prompt_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -75,6 +76,40 @@ def ray_options(args):
     return RayOptions(address=args.ray or None, gpus_per_actor=args.ray_gpus, actors=args.ray_actors)
 
 
+def add_prompt_arguments(parser) -> None:
+    """Options for decoder LLMs (shared with ``relevancy finetune``)."""
+    group = parser.add_argument_group("decoder LLMs (causal language models)")
+    group.add_argument(
+        "--prompt-template", default=None,
+        help="a prompt with {text} where each document goes, e.g. 'Review: {text}\\nSentiment:' (\\n is a new line); "
+        "needed for a causal LM, with --answers or --answer-column (default: none, a classifier)",
+    )
+    group.add_argument(
+        "--answers", default=None,
+        help="the LLM as a classifier: comma-separated answers of label 0, 1, ..., e.g. negative,positive; each follows "
+        "the prompt after one space (' positive'), as a word after 'Sentiment:' is written (default: none)",
+    )
+    group.add_argument("--answer-column", default=None, help="free-form QA: the column of the reference answers (each follows the prompt after one space; default: none)")
+
+
+def prompt_task(args) -> tuple[str | None, list[str] | None]:
+    """The template and the answers of a causal-LM run (None, None for a classifier), checked."""
+    from ..finetune.causal import check_template
+
+    if args.prompt_template is None:
+        if args.answers or args.answer_column:
+            raise ValueError("--answers and --answer-column are for causal LMs: give --prompt-template too")
+        return None, None
+    template = args.prompt_template.replace("\\n", "\n")
+    check_template(template)
+    if (args.answers is None) == (args.answer_column is None):
+        raise ValueError("--prompt-template needs either --answers (the LLM as a classifier) or --answer-column (free-form QA)")
+    answers = None
+    if args.answers is not None:
+        answers = [" " + a.strip() for a in args.answers.split(",") if a.strip()]
+    return template, answers
+
+
 def data_options(args) -> dict:
     return dict(
         text_column=args.text_column, label_column=args.label_column, id_column=args.id_column, split=args.split, limit=args.limit
@@ -98,9 +133,15 @@ def run(args) -> int:
     from ..audit import AuditSettings, Thresholds, audit
     from ..audit.data import load_texts, parse_label_map
 
-    dataset = load_listing_skipped("audit", load_texts, args.data, **data_options(args))  # data errors before the model loads
+    template, answers = prompt_task(args)
+    options = data_options(args)
+    if args.answer_column:
+        options["label_column"] = args.answer_column
+    dataset = load_listing_skipped("audit", load_texts, args.data, **options)  # data errors before the model loads
     thresholds = Thresholds(min_count=args.min_count, alpha=args.alpha)  # option errors, too
     ray = ray_options(args)
+    if template is not None and ray is not None:
+        raise ValueError("--ray runs the classifier audit; a causal-LM audit (--prompt-template) runs in this process")
     model, tokenizer = load(args.model)
     settings = AuditSettings(
         method=args.method, target=args.target, batch_size=args.batch_size, top_k=args.top_k, max_length=args.max_length,
@@ -108,10 +149,18 @@ def run(args) -> int:
         shortcut_words=tuple(w.strip() for w in args.shortcut_words.split(",") if w.strip()),
         thresholds=thresholds,
     )
-    report = audit(
-        model, tokenizer, dataset, out=args.out, settings=settings, label_map=parse_label_map(args.label_map),
-        resume=not args.restart, progress=not args.quiet, ray=ray,
-    )
+    if template is not None:
+        from ..audit.llm import audit_causal
+
+        report = audit_causal(
+            model, tokenizer, dataset, template=template, answers=answers, answer_column=args.answer_column, out=args.out,
+            settings=settings, label_map=parse_label_map(args.label_map), resume=not args.restart, progress=not args.quiet,
+        )
+    else:
+        report = audit(
+            model, tokenizer, dataset, out=args.out, settings=settings, label_map=parse_label_map(args.label_map),
+            resume=not args.restart, progress=not args.quiet, ray=ray,
+        )
     print("\n".join(report.summary()))
     found = {"shortcut": report.shortcut_flags(), "over-relevant": report.over_relevant(), "under-relevant": report.under_relevant()}
     for title, flags in found.items():

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .audit import add_data_arguments, data_options, load_listing_skipped
+from .audit import add_data_arguments, add_prompt_arguments, data_options, load_listing_skipped, prompt_task
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("finetune", help="fine-tune a text classifier away from given tokens or towards rationales")
+    parser = subparsers.add_parser("finetune", help="fine-tune a text classifier or a causal LM away from given tokens, or a classifier towards rationales")
     add_data_arguments(parser)
     parser.add_argument("--model", required=True, help="the base model: a local directory or hub name (never modified)")
     parser.add_argument("--out", required=True, help="folder for the fine-tuned model and finetune.json")
@@ -56,6 +56,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-length", type=int, default=None, help="truncate longer texts (default: no truncation)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data order and of torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_prompt_arguments(parser)
+    lora = parser.add_argument_group("LoRA (causal LMs; needs the peft package: pip install 'relevancy[lora]')")
+    lora.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved weights) instead of every weight (default: every weight)")
+    lora.add_argument("--lora-rank", type=int, default=8, help="rank of the LoRA adapters")
+    lora.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling numerator (alpha / rank scales the update)")
     parser.set_defaults(run=run)
 
 
@@ -86,6 +91,11 @@ def run(args) -> int:
     out = Path(args.out)
     if out.resolve() == Path(args.model).resolve():
         raise ValueError("--out is the base model's folder: choose another folder (the base model is never overwritten)")
+    template, answers = prompt_task(args)
+    if template is not None:
+        return run_causal(args, template, answers, out)
+    if args.lora:
+        raise ValueError("--lora is for causal LMs (with --prompt-template); a classifier is fine-tuned in full")
     words = guided_words(args)
     if not words and not args.rationales:
         raise ValueError("nothing to guide the relevance with: give --words, --words-file, --audit-json or --rationales")
@@ -117,6 +127,47 @@ def run(args) -> int:
     (out / "finetune.json").write_text(json.dumps(record, indent=2))
     last = result.history[-1]
     print(f"penalised tokens: {', '.join(penalised) or 'none'}")
+    print("last step: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"))
+    print(f"wrote the fine-tuned model to {out}")
+    return 0
+
+
+def run_causal(args, template: str, answers: list[str] | None, out: Path) -> int:
+    """A decoder LLM: the answer's log-likelihood plus the deletion penalty on the guided words."""
+    import torch
+
+    from ..adapters.loading import load
+    from ..audit.data import load_texts, parse_label_map
+    from ..finetune.causal import CausalRelevanceLoss, LoraSettings, causal_examples, fine_tune_causal
+
+    words = guided_words(args)
+    if args.rationales:
+        raise ValueError("--rationales is for classifiers; a causal LM is guided with --words, --words-file or --audit-json")
+    if words and args.penalty_mode != "deletion":
+        raise ValueError("a causal LM's penalty is --penalty-mode deletion (the change of the answer's log-likelihood "
+                         f"when the words are deleted); {args.penalty_mode!r} is for classifiers")
+    options = data_options(args)
+    if args.answer_column:
+        options["label_column"] = args.answer_column
+    dataset = load_listing_skipped("finetune", load_texts, args.data, **options)
+    examples = causal_examples(dataset, answers, parse_label_map(args.label_map))
+    model, tokenizer = load(args.model)
+    loss = CausalRelevanceLoss(nll_weight=args.classification_weight, penalty_weight=args.penalty_weight if words else 0.0)
+    lora = LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha) if args.lora else None
+    torch.manual_seed(args.seed)
+    result = fine_tune_causal(
+        model, tokenizer, examples, loss, template=template, penalised_words=words, insert=args.insert_penalised, lora=lora,
+        max_length=args.max_length, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, progress=not args.quiet, relevance_warmup=args.relevance_warmup,
+    )
+    result.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    settings = {k: v for k, v in vars(args).items() if k != "run"}
+    record = {"settings": {**settings, "prompt_template": template, "answers": answers}, "penalised_words": words,
+              "history": result.history}
+    (out / "finetune.json").write_text(json.dumps(record, indent=2))
+    last = result.history[-1]
+    print(f"penalised words: {', '.join(words) or 'none'}")
     print("last step: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"))
     print(f"wrote the fine-tuned model to {out}")
     return 0

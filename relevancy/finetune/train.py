@@ -36,13 +36,15 @@ def fine_tune(
     progress: bool = True,
     on_step: Callable[[int, nn.Module], None] | None = None,
     relevance_warmup: int = 0,
+    collator: Callable[[list[dict]], dict] | None = None,
 ) -> FineTuneResult:
     """Train for ``steps`` batches drawn from ``examples`` (``training_examples`` output), reshuffled
     every epoch with ``seed``, which also seeds dropout. The given model is left untouched unless ``in_place``: a copy is trained.
     ``on_step(step, model)`` runs after each step (e.g. to record a learning curve); the model is put back
     in training mode after it, and the random state it uses does not change the training.
     ``relevance_warmup``: the relevance terms' weights grow linearly from 1/warmup to full over that many
-    steps, so a strong penalty does not swamp the cross-entropy before the classifier can adapt."""
+    steps, so a strong penalty does not swamp the cross-entropy before the classifier can adapt.
+    ``collator``: turns a list of examples into the loss's batch (default: ``RelevanceCollator``)."""
     if not examples:
         raise ValueError("no training examples: the data set is empty")
     if steps < 1 or batch_size < 1:
@@ -51,7 +53,7 @@ def fine_tune(
         raise ValueError("relevance_warmup must be >= 0 (steps over which the relevance terms ramp up)")
     if not in_place:
         model = copy.deepcopy(model)
-    collate = RelevanceCollator(tokenizer, max_length)
+    collate = collator or RelevanceCollator(tokenizer, max_length)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device

@@ -93,4 +93,5 @@ def test_install_script_installs_every_requirement_of_gguf_with_torch_pinned():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "torch==2.13.0" in project["dependencies"] and project["optional-dependencies"]["llm"] == ["gguf"]
     assert project["optional-dependencies"]["ray"] == ["ray[data]==2.60.0"]
-    assert installs[-1][-1] == '".[test,llm,ray]"'
+    assert project["optional-dependencies"]["lora"] == ["peft==0.21.2"]  # pinned: LoRA of causal LMs
+    assert installs[-1][-1] == '".[test,llm,ray,lora]"'
