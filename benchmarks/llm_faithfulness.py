@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_benchmark import load_smollm2  # noqa: E402
 
 import relevancy  # noqa: E402
+from relevancy.evaluation.statistics import mean_interval, paired_difference  # noqa: E402
 from relevancy.targets import TokenAt  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "llm_faithfulness.md"
@@ -134,6 +135,7 @@ def main() -> None:
             summary[f"{method}/k{k}"] = {"top": statistics.fmean(top), "random": statistics.fmean(rand), "wins": wins, "n": len(top)}
             cells.append(f"{statistics.fmean(top):.2f} | {statistics.fmean(rand):.2f} | {wins:.2f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += intervals_table(drops, args.methods, args.ks, summary)
     correct = sum(answer.strip().lower().startswith(expected.lower()[: max(1, len(answer.strip()))]) for _, expected, answer in answers)
     lines += ["", f"The model's next token starts the expected answer for {correct} of {len(answers)} prompts:", ""]
     lines += [f"- {prompt!r} → {answer!r} (expected {expected!r})" for prompt, expected, answer in answers]
@@ -141,6 +143,33 @@ def main() -> None:
     args.out.write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     print("\n".join(lines))
+
+
+def intervals_table(drops: dict, methods: list[str], ks: list[int], summary: dict) -> list[str]:
+    """Mean top-k drop per method with its 95 % bootstrap interval over prompts, and the paired
+    difference from transformer_attribution on the same prompts (significant: interval excludes 0)."""
+    reference = "transformer_attribution" if "transformer_attribution" in methods else None
+    lines = [
+        "", "Top-k drop, mean over prompts [95 % bootstrap interval, 2000 resamples]"
+        + ("; paired difference from transformer_attribution, **bold** where its interval excludes 0:" if reference else ":"),
+        "", "| method | " + " | ".join(f"k={k} top drop | k={k} − transformer_attribution" for k in ks) + " |",
+        "|---|" + "---:|---:|" * len(ks),
+    ]
+    for method in methods:
+        cells = []
+        for k in ks:
+            top = drops[(method, k, "top")]
+            interval = mean_interval(top)
+            summary[f"{method}/k{k}"]["top_interval"] = [interval.low, interval.high]
+            cell = interval.format(2)
+            if reference and method != reference:
+                comparison = paired_difference(top, drops[(reference, k, "top")])
+                text = comparison.difference.format(2)
+                cells += [cell, f"**{text}**" if comparison.significant else text]
+            else:
+                cells += [cell, ""]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

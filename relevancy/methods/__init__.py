@@ -17,8 +17,8 @@ from .base import Method, available, get_method, register
 
 # What `relevancy explain` and `Explainer` use unless told otherwise: on the ground-truth tasks AttnLRP put
 # its relevance on the planted evidence best or on par with the best (text precision@k 1.00 for the predicted
-# and the contrast class, the highest class selectivity on text and images), it led SmolLM2's next-token
-# deletion at k=1, and it costs about one input-gradient pass (README, "Which method to use").
+# and the contrast class, the highest class selectivity on text and images), significantly, and it costs about
+# one input-gradient pass (README, "Which method to use").
 DEFAULT_METHOD = "attnlrp"
 
 __all__ = ["DEFAULT_METHOD", "Method", "available", "get_method", "register"]
