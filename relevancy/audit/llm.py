@@ -34,8 +34,8 @@ from ..finetune.causal import check_template, encode_pair, reference_answer, ren
 from ..generation import _token_strings, explain_answer
 from .data import encode_labels, load_texts
 from .report import AuditReport, ShortcutResult
-from .runner import AuditSettings, DocumentStore, _fingerprint, _uncased
-from .stats import Statistics, snippet, units
+from .runner import AuditSettings, DocumentStore, _fingerprint, _uncased, word_occurrences
+from .stats import Statistics, snippet
 
 TEMPLATE_ROWS = 12
 
@@ -215,16 +215,11 @@ def measure_deletions(model, tokenizer, records, candidates: list[str], settings
     a "flip" being that greedy decoding no longer gives it."""
     if not candidates:
         return []
-    wanted = set(candidates)
     jobs: dict[str, list] = {c: [] for c in candidates}
-    for record in records:
-        found: dict[str, tuple[list[int], tuple | None]] = {}
-        for unit in units(record, "word"):
-            if unit.key in wanted and len(jobs[unit.key]) < settings.shortcut_documents:
-                positions, span = found.get(unit.key, ([], unit.span))
-                found[unit.key] = (positions + unit.positions, span)
-        for key, (positions, span) in found.items():
-            ids = [i for p, i in enumerate(record["ids"]) if p not in set(positions)]
+    for key, found in word_occurrences(records, candidates, settings.shortcut_documents).items():
+        for record, positions, span in found:
+            deleted = set(positions)
+            ids = [i for p, i in enumerate(record["ids"]) if p not in deleted]
             jobs[key].append((record, ids, snippet(record["text"], span)))
     results = []
     for key in tqdm(candidates, desc="removal", unit="word", disable=not progress):

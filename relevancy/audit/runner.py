@@ -334,6 +334,22 @@ def _record(tokenizer, example, label, row, encodings, result, uncased, readout,
     }
 
 
+def word_occurrences(records, candidates: list[str], limit: int) -> dict[str, list]:
+    """Per candidate word, up to ``limit`` records that contain it, in record order, as (record, the
+    token positions of all its occurrences, the first occurrence's character span)."""
+    wanted = set(candidates)
+    found: dict[str, list] = {c: [] for c in candidates}
+    for record in records:
+        in_record: dict[str, tuple[list[int], tuple | None]] = {}
+        for unit in units(record, "word"):
+            if unit.key in wanted and len(found[unit.key]) < limit:
+                positions, span = in_record.get(unit.key, ([], unit.span))
+                in_record[unit.key] = (positions + unit.positions, span)
+        for key, (positions, span) in in_record.items():
+            found[key].append((record, positions, span))
+    return found
+
+
 def measure_shortcuts(
     model, tokenizer, records, candidates: list[str], settings: AuditSettings, progress: bool = True
 ) -> list[ShortcutResult]:
@@ -346,15 +362,9 @@ def measure_shortcuts(
         raise ValueError(
             "measuring shortcuts needs a mask or pad token, and the tokenizer has neither; set shortcut_candidates=0"
         )
-    wanted = set(candidates)
     jobs: dict[str, list] = {c: [] for c in candidates}
-    for record in records:
-        found: dict[str, tuple[list[int], tuple | None]] = {}
-        for unit in units(record, "word"):
-            if unit.key in wanted and len(jobs[unit.key]) < settings.shortcut_documents:
-                positions, span = found.get(unit.key, ([], unit.span))
-                found[unit.key] = (positions + unit.positions, span)
-        for key, (positions, span) in found.items():
+    for key, found in word_occurrences(records, candidates, settings.shortcut_documents).items():
+        for record, positions, span in found:
             ids = list(record["ids"])
             for p in positions:
                 ids[p] = replacement
