@@ -119,17 +119,8 @@ def run(args) -> int:
         max_length=args.max_length, seed=args.seed, in_place=True, progress=not args.quiet,
         relevance_warmup=args.relevance_warmup,
     )
-    result.model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    settings = {k: v for k, v in vars(args).items() if k != "run"}
     penalised = tokenizer.convert_ids_to_tokens(ids)
-    record = {"settings": settings, "penalised_tokens": penalised, "history": result.history}
-    (out / "finetune.json").write_text(json.dumps(record, indent=2))
-    last = result.history[-1]
-    print(f"penalised tokens: {', '.join(penalised) or 'none'}")
-    print("last step: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"))
-    print(f"wrote the fine-tuned model to {out}")
-    return 0
+    return _save(result, tokenizer, out, _settings(args), "tokens", penalised)
 
 
 def run_causal(args, template: str, answers: list[str] | None, out: Path) -> int:
@@ -160,14 +151,23 @@ def run_causal(args, template: str, answers: list[str] | None, out: Path) -> int
         max_length=args.max_length, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate, progress=not args.quiet, relevance_warmup=args.relevance_warmup,
     )
+    settings = {**_settings(args), "prompt_template": template, "answers": answers}
+    return _save(result, tokenizer, out, settings, "words", words)
+
+
+def _settings(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "run"}
+
+
+def _save(result, tokenizer, out: Path, settings: dict, kind: str, penalised: list[str]) -> int:
+    """Save the fine-tuned model and tokenizer, its settings, penalised tokens or words and history
+    (finetune.json), and say what was written."""
     result.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    settings = {k: v for k, v in vars(args).items() if k != "run"}
-    record = {"settings": {**settings, "prompt_template": template, "answers": answers}, "penalised_words": words,
-              "history": result.history}
+    record = {"settings": settings, f"penalised_{kind}": penalised, "history": result.history}
     (out / "finetune.json").write_text(json.dumps(record, indent=2))
     last = result.history[-1]
-    print(f"penalised words: {', '.join(words) or 'none'}")
+    print(f"penalised {kind}: {', '.join(penalised) or 'none'}")
     print("last step: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step"))
     print(f"wrote the fine-tuned model to {out}")
     return 0
