@@ -248,24 +248,28 @@ class _AttentionNode(torch.autograd.Function):
 _SDPA_ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
 
-def _sdpa_call(layer, args, kwargs) -> tuple[dict, AttentionCall]:
+def _sdpa_arguments(args, kwargs) -> dict:
+    """SDPA's arguments by name (attention dropout refused)."""
     bound = dict(zip(_SDPA_ARGUMENTS, args))
     bound.update(kwargs)
-    query, key, value = bound["query"], bound["key"], bound["value"]
     if bound.get("dropout_p", 0.0):
         raise ValueError("attention dropout is active: call model.eval() or pass dropout_p=0 to explain it")
+    return bound
+
+
+def _sdpa_call(layer, bound: dict) -> AttentionCall:
+    query, key, value = bound["query"], bound["key"], bound["value"]
     groups = query.shape[-3] // key.shape[-3]
     scale = bound.get("scale") or query.shape[-1] ** -0.5
     mask = additive_mask(bound.get("attn_mask"), query.dtype, query.device)
-    call = AttentionCall(layer, query, key, value, scale, mask, causal=bool(bound.get("is_causal", False)), groups=groups)
-    return bound, call
+    return AttentionCall(layer, query, key, value, scale, mask, causal=bool(bound.get("is_causal", False)), groups=groups)
 
 
 def scaled_dot_product_attention(function, state, observers, layer, args, kwargs, explicit: bool = False, announce: bool = True):
     """Run SDPA natively and put the attention rule on top of its output. ``explicit`` computes
     softmax(q k^T) v with plain operations instead, whose backward is itself differentiable;
     ``announce=False`` (a recomputed block) skips the observers' ``on_forward``."""
-    _, call = _sdpa_call(layer, args, kwargs)
+    call = _sdpa_call(layer, _sdpa_arguments(args, kwargs))
     query, key, value = call.query, call.key, call.value
     output = per_head(call.probabilities(), value, call.groups) if explicit else function(*args, **kwargs)
     for observer in observers if announce else ():
@@ -278,7 +282,7 @@ def gradient_form_attention(function, state, layer, args, kwargs, hold_probabili
     """SDPA under AttnLRP / CP-LRP (``rules/gradient.py``): autograd's own backward with the uniform
     rule as gradient scales, 1/2 on v and 1/4 on q and k (half of A's half); CP-LRP holds q and k
     (so the probabilities) constant and gives v the whole gradient."""
-    bound, _ = _sdpa_call(layer, args, kwargs)
+    bound = _sdpa_arguments(args, kwargs)
     query, key, value = bound["query"], bound["key"], bound["value"]
     if hold_probabilities:
         query, key = attach(HeldConstant(), state, query, query), attach(HeldConstant(), state, key, key)
@@ -286,7 +290,7 @@ def gradient_form_attention(function, state, layer, args, kwargs, hold_probabili
         query, key = attach(Scaled(0.25), state, query, query), attach(Scaled(0.25), state, key, key)
         value = attach(Scaled(0.5), state, value, value)
     bound.update(query=query, key=key, value=value)
-    _, call = _sdpa_call(layer, (), bound)
+    call = _sdpa_call(layer, bound)
     if explicit:
         return per_head(call.probabilities(), value, call.groups), call
     return function(**bound), call

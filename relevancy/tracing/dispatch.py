@@ -272,8 +272,7 @@ class Dispatcher:
             return attach(Bilinear(lambda x, y, s=alpha: torch.bmm(x, y) * s), state, output, a, b)
         if name == "_grouped_mm":  # a mixture of experts: each group of tokens times its expert's weight
             x, weight = args[0], args[1]
-            if self.is_live(weight):
-                self._unsupported(name, "a weight that depends on the input")
+            self._refuse_live_parameters(name, weight)
             return attach(AlphaBetaProduct(lambda a, w: function(a, w, *args[2:], **kwargs)), state, output, x, weight)
         if name in LINEAR_MAPS:
             x = args[0]
@@ -292,11 +291,15 @@ class Dispatcher:
             return attach(Reduce(dims, keepdim), state, output, x)
         self._unsupported(name, "no relevance rule for this operation")
 
-    def _linear(self, x, weight, output, name, bias=None, reuse_output: bool = True):
+    def _refuse_live_parameters(self, name, weight, bias=None) -> None:
+        """A layer's weight and bias are constants of the rules (both composites)."""
         if self.is_live(weight):
             self._unsupported(name, "a weight that depends on the input")
         if bias is not None and self.is_live(bias):
             self._unsupported(name, "a bias that depends on the input")
+
+    def _linear(self, x, weight, output, name, bias=None, reuse_output: bool = True):
+        self._refuse_live_parameters(name, weight, bias)
         if not reuse_output:
             return attach(self.linear_rule, self.state, output, x, weight)
         bias = bias.detach() if isinstance(bias, torch.Tensor) else None
@@ -397,9 +400,8 @@ class Dispatcher:
                 return self._hold(output)  # c / x: a normaliser, held constant
             return output
         if name in ("linear", "addmm"):
-            x, weight, bias = (args[1], args[2], args[0]) if name == "addmm" else _bind(args, kwargs, ("input", "weight", "bias"), (None,))
-            if self.is_live(weight) or (isinstance(bias, torch.Tensor) and self.is_live(bias)):
-                self._unsupported(name, "a weight or bias that depends on the input")
+            _, weight, bias = (args[1], args[2], args[0]) if name == "addmm" else _bind(args, kwargs, ("input", "weight", "bias"), (None,))
+            self._refuse_live_parameters(name, weight, bias)
             return output
         if name in MATMUL or name == "baddbmm":
             if name == "baddbmm" and self.is_live(args[0]):
@@ -410,8 +412,8 @@ class Dispatcher:
             if sum(self.is_live(t) for t in operands) == 2:
                 return attach(Scaled(0.5), state, output, output)
             return output
-        if name == "_grouped_mm" and self.is_live(args[1]):
-            self._unsupported(name, "a weight that depends on the input")
+        if name == "_grouped_mm":
+            self._refuse_live_parameters(name, args[1])
         if name in ADD or name in LINEAR_MAPS or name in ("_grouped_mm", "conv1d", "conv2d", "sum", "mean"):
             return output
         self._unsupported(name, "no relevance rule for this operation")
