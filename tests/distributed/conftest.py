@@ -13,18 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+
+from tests.threads import one_thread  # noqa: F401  (autouse, package scope: one torch thread in the driver)
 
 STARTUP_SECONDS = 120
-
-
-@pytest.fixture(autouse=True, scope="package")
-def one_thread():
-    """One torch thread in the driver: tiny models on shared cores run many times slower with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _free_port() -> int:

@@ -7,7 +7,6 @@ need neither the Debian package nor ../shared."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,16 +17,12 @@ from PIL import Image
 
 from relevancy.cli.main import main
 from relevancy.evaluation import load_image_folder
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_fashion_scenes.py"
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def scenes():
-    spec = importlib.util.spec_from_file_location("make_fashion_scenes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_fashion_scenes.py")
 
 
 def write_fake_fashion_mnist(folder: Path, per_class: int = 3) -> Path:
@@ -137,9 +132,7 @@ def test_the_standard_variant_is_the_default_and_the_easy_one_draws_larger_items
 
 def test_vit_training_runs_the_curriculum_and_saves_a_loadable_model(scenes, tmp_path):
     """Tiny sizes: the easy stage then the standard stage, the model downscaled to its input size."""
-    spec = importlib.util.spec_from_file_location("train_image_models", SCRIPT.parent / "train_image_models.py")
-    training = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(training)
+    training = load_script("scripts/train_image_models.py")
     source = write_fake_fashion_mnist(tmp_path / "source")
     common = ["--source", str(source), "--size", "32", "--train", "20", "--test", "6", "--pairs", "1"]
     scenes.main(["--out", str(tmp_path / "standard"), *common])
@@ -160,9 +153,7 @@ def test_vit_training_runs_the_curriculum_and_saves_a_loadable_model(scenes, tmp
 
 
 def test_per_image_statistics_are_paired_and_respect_each_direction():
-    spec = importlib.util.spec_from_file_location("image_evaluation", SCRIPT.parents[1] / "benchmarks" / "image_evaluation.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/image_evaluation.py")
     flat, falling = [0.5] * 10, [0.5] + [0.0] * 9  # AUCs 45 and 2.5
 
     def records(method, ap, positive, negative):
@@ -182,9 +173,7 @@ def test_per_image_statistics_are_paired_and_respect_each_direction():
 
 
 def test_interval_rows_cover_segmentation_perturbation_and_specificity():
-    spec = importlib.util.spec_from_file_location("image_evaluation", SCRIPT.parents[1] / "benchmarks" / "image_evaluation.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/image_evaluation.py")
     from relevancy.evaluation.runner import aggregate
 
     rng = np.random.default_rng(0)

@@ -4,24 +4,19 @@ confidence intervals."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from .conftest import eraser_row, write_eraser
+from tests.scripts import ROOT, load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "text_evaluation.py"
+from .conftest import eraser_row, write_eraser
 METHODS = "transformer_attribution,rollout"
 
 
 @pytest.fixture(scope="module")
 def text_benchmark():
-    spec = importlib.util.spec_from_file_location("text_evaluation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/text_evaluation.py")
 
 
 @pytest.fixture
@@ -52,7 +47,7 @@ def test_another_split_gets_its_own_stores_and_report(text_benchmark, setup, cap
     text = report.read_text()
     assert "on 4 test reviews" in text and "(test, 6 reviews)" in text and "val reviews" not in text
     assert (work / "movies-val" / "report" / "text_evaluation.md").is_file()
-    assert not (SCRIPT.parent / "results" / "text_evaluation.md").stat().st_mtime > report.stat().st_mtime  # the shipped one untouched
+    assert not (ROOT / "benchmarks" / "results" / "text_evaluation.md").stat().st_mtime > report.stat().st_mtime  # the shipped one untouched
     result = json.loads((report.parent / "text_evaluation.json").read_text())
     assert result["split"] == "test"
     rows = {(r["test"], r["metric"]): r for r in result["intervals"]}

@@ -21,6 +21,7 @@ from relevancy.explainer import Explainer  # noqa: E402
 from relevancy.serve import ServedModel, create_app, load_models  # noqa: E402
 from tests.audit import toy  # noqa: E402
 from tests.models import redraw  # noqa: E402
+from tests.threads import one_thread  # noqa: E402, F401  (autouse, package scope)
 
 # a handful of reviews, half of them positive, so that an audit has words to rank and test
 REVIEWS = [
@@ -38,15 +39,6 @@ REVIEWS = [
     ("the plot is dull and the acting is awful", "negative"),
 ]
 ANSWER_WINDOW = 24  # positions of the tiny causal LM: prompts longer than this are refused
-
-
-@pytest.fixture(autouse=True, scope="package")
-def one_thread():
-    """One thread per test process: tiny models on shared cores run many times slower with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_causal_lm() -> Explainer:
