@@ -170,23 +170,32 @@ class Dispatcher:
         if _is_in_place(name):
             return self._in_place(name, function, args, kwargs)
         if self.gradient_form:
-            return self._gradient_form(name, function, args, kwargs, live)
+            held = self._held_operands(name, function, args, kwargs)
+            if held is not None:
+                return held
         if name == "scaled_dot_product_attention":
-            output, call = attention.scaled_dot_product_attention(
-                function, self.state, self.observers, len(self.calls), args, kwargs, self.explicit_attention,
-                announce=not self.replaying,
-            )
+            if self.gradient_form:
+                output, call = attention.gradient_form_attention(
+                    function, self.state, len(self.calls), args, kwargs, self.composite.hold_attention, self.explicit_attention
+                )
+            else:
+                output, call = attention.scaled_dot_product_attention(
+                    function, self.state, self.observers, len(self.calls), args, kwargs, self.explicit_attention,
+                    announce=not self.replaying,
+                )
             self.calls.append(call)
             return self.mark(output)
         output = function(*args, **kwargs)
         if not any(t.is_floating_point() for t in _tensors([output])):
             return output
-        if name in MATMUL and self._is_attention_product(args):
+        if name in MATMUL and self._is_attention_product(args) and not self.gradient_form:
             return self.mark(self._eager_attention(args, output))
         if name in ROUTING:
             result = self._inherit_origin(self.mark(output), live[0])
         elif not self.rules:
             result = self.mark(output)
+        elif self.gradient_form:
+            result = self.mark(self._gradient_rule(name, args, kwargs, output))
         else:
             result = self.mark(self._apply_rule(name, function, args, kwargs, output))
         if name == "softmax" or name in CARRIES_PROBABILITIES:
@@ -342,38 +351,27 @@ class Dispatcher:
                 setattr(held, attribute, getattr(tensor, attribute))
         return held
 
-    def _gradient_form(self, name, function, args, kwargs, live):
-        """Autograd's own backward is the rule except where a node changes the gradient: the identity
-        rule, held normalisers, the uniform rule on products of two live tensors (CP-LRP: held
-        attention probabilities and gates). Operations without a rule are refused as under LRP."""
-        composite, state = self.composite, self.state
-        if name == "scaled_dot_product_attention":
-            output, call = attention.gradient_form_attention(
-                function, state, len(self.calls), args, kwargs, composite.hold_attention, self.explicit_attention
-            )
-            self.calls.append(call)
-            return self.mark(output)
-        both_live = len(args) >= 2 and self.is_live(args[0]) and self.is_live(args[1])
-        if name in MATMUL and self._is_attention_product(args) and composite.hold_attention:
+    def _held_operands(self, name, function, args, kwargs):
+        """CP-LRP holds the attention probabilities in A @ v and the gate in act(gate) * up (the other
+        operand keeps the whole gradient): the product is computed from the held operand. None
+        where nothing is held; then autograd's own backward is the rule except where
+        ``_gradient_rule`` puts a node."""
+        if len(args) < 2 or not (self.is_live(args[0]) and self.is_live(args[1])):
+            return None
+        if name in MATMUL and self._is_attention_product(args) and self.composite.hold_attention:
             return self.mark(function(self._hold(args[0]), *args[1:], **kwargs))
-        if name in ("mul", "__mul__", "__rmul__", "multiply") and both_live and composite.hold_gates:
+        if name in ("mul", "__mul__", "__rmul__", "multiply") and self.composite.hold_gates:
             gates = [getattr(a, "_relevancy_activation", False) for a in args[:2]]
-            if gates[0] != gates[1]:  # act(gate) * up: the gate is held, the other operand keeps it all
+            if gates[0] != gates[1]:
                 operands = [self._hold(a) if gate else a for a, gate in zip(args[:2], gates)]
                 return self.mark(function(*operands, *args[2:], **kwargs))
-        output = function(*args, **kwargs)
-        if not any(t.is_floating_point() for t in _tensors([output])):
-            return output
-        if name in ROUTING:
-            result = self._inherit_origin(self.mark(output), live[0])
-        else:
-            result = self.mark(self._gradient_rule(name, args, kwargs, output, both_live))
-        if name == "softmax" or name in CARRIES_PROBABILITIES:
-            self._carry_probabilities(name, args, result)
-        return result
+        return None
 
-    def _gradient_rule(self, name, args, kwargs, output, both_live):
+    def _gradient_rule(self, name, args, kwargs, output):
+        """The identity rule, held normalisations and divisors, and the uniform rule on products of
+        two live tensors; operations without a rule are refused as under LRP."""
         state, x = self.state, args[0]
+        both_live = len(args) >= 2 and self.is_live(args[0]) and self.is_live(args[1])
         if name in IDENTITY:
             if name in GRADIENT_PASSES:
                 return output
