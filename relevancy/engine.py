@@ -75,6 +75,9 @@ class Attribution:
         return torch.where(scale > 0, scores / scale.clamp_min(torch.finfo(scores.dtype).tiny), torch.zeros_like(scores))
 
 
+_WITHOUT_MAPS = "Methods that need no attention maps: attnlrp, cp_lrp, full_lrp, input_x_gradient, integrated_gradients."
+
+
 class Run:
     """One forward of ``model`` on ``inputs`` under the scope; gradient and relevance passes on demand."""
 
@@ -186,8 +189,7 @@ class Run:
             raise UnsupportedModelError(
                 f"{family_name(self.model)}: no attention map was observed in its forward. relevancy observes "
                 "torch's scaled_dot_product_attention and eager softmax(scores) @ values; this model computes "
-                "attention otherwise (or has none). Methods that need no attention maps: full_lrp, "
-                "input_x_gradient, integrated_gradients."
+                f"attention otherwise (or has none). {_WITHOUT_MAPS}"
             )
         batch = self.logits.shape[0]
         first = shapes[0]
@@ -197,8 +199,7 @@ class Run:
                     f"{family_name(self.model)}: attention layer {layer} has maps of shape (batch {shape[0]}, "
                     f"{shape[1]} queries, {shape[2]} keys), layer 0 {first}, for a batch of {batch}: "
                     "its attention is windowed, pooled or reduced, not one token x token map over the same tokens in "
-                    "every layer, so rolling attention out over token positions is undefined. Methods that need no "
-                    "attention maps: full_lrp, input_x_gradient, integrated_gradients."
+                    f"every layer, so rolling attention out over token positions is undefined. {_WITHOUT_MAPS}"
                 )
         return len(shapes)
 
