@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (fp32 weights; ~1.2x faster on CPUs with AVX512-BF16); val is measured in fp32")
     args = parser.parse_args()
     if not 1 <= args.train_layers <= 6:
         raise SystemExit("--train-layers must be between 1 and 6 (MiniLM has 6 layers)")
@@ -218,8 +219,9 @@ def main() -> None:
         model.train()
         losses = []
         for batch in torch.randperm(len(train_y), generator=generator).split(args.batch_size):
-            logits = logits_from(model, train_states[batch].float(), train_mask[batch], first)
-            loss = nn.functional.cross_entropy(logits, train_y[batch])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                logits = logits_from(model, train_states[batch].float(), train_mask[batch], first)
+            loss = nn.functional.cross_entropy(logits.float(), train_y[batch])
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -260,6 +262,7 @@ def main() -> None:
         "lr": args.lr,
         "seed": args.seed,
         "torch_threads": args.threads,
+        "bf16_autocast": args.bf16,
         "fast_path_max_logit_difference": check,
         "frozen_cache_s": round(cache_s),
         "wall_time_s": round(time.time() - started),
