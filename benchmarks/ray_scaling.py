@@ -140,7 +140,7 @@ class Arrivals:
                     self.points.append((time.perf_counter() - self.start, count))
             now = time.monotonic()
             if now - rescanned > RESCAN_SECONDS:
-                self.kinds.update(session_pids(self.session))
+                self._rescan()
                 rescanned = now
             if now - sampled > SAMPLE_SECONDS:
                 self.cpu_last.update(cpu_of(self.kinds))
@@ -148,6 +148,13 @@ class Arrivals:
             self.poller_cpu = time.thread_time()
             time.sleep(0.05)
         self.cpu_last.update(cpu_of(self.kinds))
+
+    def _rescan(self) -> None:
+        """New processes, and new names of known ones (an idle Ray worker becomes an actor); an exiting
+        process shows an empty command line, and keeps the name it had."""
+        for pid, name in session_pids(self.session).items():
+            if name != "?" or pid not in self.kinds:
+                self.kinds[pid] = name
 
     def stop(self) -> tuple[float | None, dict[str, float]]:
         """(steady-state documents/s, CPU seconds during the run of the driver, the actors and each
