@@ -317,9 +317,13 @@ class AuditReport:
             chosen.setdefault(s.item, [e[1] for e in s.top_evidence])
         return list(chosen.items())
 
+    def example_ids(self) -> set[str]:
+        """The documents the HTML report shows."""
+        return {doc for _, docs in self.example_words() for doc in docs}
+
     def attach_examples(self, records) -> None:
-        """Keep the records of the documents the HTML report shows."""
-        wanted = {doc for _, docs in self.example_words() for doc in docs}
+        """Keep the records of the documents the HTML report shows (``records`` may hold others)."""
+        wanted = self.example_ids()
         keep = ("id", "text", "label", "predicted", "probabilities", "tokens", "scores", "special", "excluded", "offsets", "words")
         for record in records:
             if record["id"] in wanted:

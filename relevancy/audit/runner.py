@@ -11,6 +11,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -30,11 +31,17 @@ META = "meta.json"
 
 
 class DocumentStore:
-    """The per-document records: a JSONL file (resumable) or, without a folder, a list in memory."""
+    """The per-document records: a JSONL file (resumable) or, without a folder, a list in memory.
+
+    For a file, the store keeps each line's id, byte offset and length as it writes (and reads them
+    once when a run resumes), so that the ids done, the data's order and chosen records never need
+    the whole file parsed again: records run to tens of KB each."""
 
     def __init__(self, folder: Path | None, meta: dict, resume: bool = True) -> None:
         self.folder = folder
         self._memory: list[dict] = []
+        self._lines: list[tuple[str, int, int]] = []  # (id, byte offset, byte length), in file order
+        self._ids: set[str] = set()
         if folder is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -48,78 +55,125 @@ class DocumentStore:
                     f"{folder} holds an audit with other settings ({details}); "
                     "write to another folder, or start over with resume=False (CLI: --restart)"
                 )
-            self._drop_partial_lines(path)
+            self._index_complete_lines(path)
         else:
-            path.write_text("")
+            path.write_bytes(b"")
         meta_path.write_text(json.dumps(meta, indent=2))
 
     @property
     def path(self) -> Path | None:
         return None if self.folder is None else self.folder / RECORDS
 
-    @staticmethod
-    def _drop_partial_lines(path: Path) -> None:
+    def _index_complete_lines(self, path: Path) -> None:
         """A run killed while writing leaves a broken last line: keep only complete records."""
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        good = []
-        for line in lines:
-            try:
-                if line.endswith("\n") and "id" in json.loads(line):
-                    good.append(line)
-            except json.JSONDecodeError:
-                continue
-        if len(good) != len(lines):
-            path.write_text("".join(good), encoding="utf-8")
+        spans, offset = [], 0
+        with path.open("rb") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line) if line.endswith(b"\n") else None
+                except json.JSONDecodeError:
+                    record = None
+                if isinstance(record, dict) and "id" in record:
+                    spans.append((record["id"], offset, len(line)))
+                offset += len(line)
+        if sum(length for _, _, length in spans) != offset:
+            self._rewrite(spans)
+        else:
+            self._set_index(spans)
+
+    def _set_index(self, spans: list[tuple[str, int, int]]) -> None:
+        self._lines = spans
+        self._ids = {identifier for identifier, _, _ in spans}
+
+    def _rewrite(self, spans: list[tuple[str, int, int]]) -> None:
+        """The file with only the lines of ``spans``, in their order, through a temporary file."""
+        temporary = self.path.with_name(RECORDS + ".rewriting")
+        kept, offset = [], 0
+        with self.path.open("rb") as source, temporary.open("wb") as target:
+            for identifier, start, length in spans:
+                source.seek(start)
+                target.write(source.read(length))
+                kept.append((identifier, offset, length))
+                offset += length
+        temporary.replace(self.path)
+        self._set_index(kept)
 
     def done(self) -> set[str]:
-        return {record["id"] for record in self}
+        if self.folder is None:
+            return {record["id"] for record in self._memory}
+        return set(self._ids)
 
     def append(self, records: list[dict]) -> None:
         if self.folder is None:
             self._memory.extend(records)
             return
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(record) + "\n" for record in records))
-            handle.flush()
+        lines = [(json.dumps(record) + "\n").encode() for record in records]
+        self._write([record["id"] for record in records], b"".join(lines), [len(line) for line in lines])
 
-    def append_lines(self, lines: list[str]) -> None:
-        """Records already serialised, one JSON object per line (as Ray actors send them): written as
-        they are, since parsing and re-serialising 50 KB records would make the driver the bottleneck."""
+    def append_serialised(self, ids: list[str], data: bytes, lengths: list[int]) -> None:
+        """Records serialised elsewhere (by Ray actors): ``data`` holds one JSON line per id, ending
+        in a newline, of the given byte ``lengths``. Written as they are, since parsing and
+        re-serialising them would make the driver the bottleneck; ids already stored are skipped."""
+        starts = [0]
+        for length in lengths:
+            starts.append(starts[-1] + length)
+        if len(lengths) != len(ids) or starts[-1] != len(data):
+            raise ValueError(f"{len(data)} bytes of records do not match their {len(ids)} ids and lengths")
+        stored = self.done() if self.folder is None else self._ids
+        fresh, seen = [], set()
+        for k, identifier in enumerate(ids):
+            if identifier not in stored and identifier not in seen:
+                seen.add(identifier)
+                fresh.append(k)
         if self.folder is None:
-            self._memory.extend(json.loads(line) for line in lines)
+            self._memory.extend(json.loads(data[starts[k] : starts[k + 1]]) for k in fresh)
             return
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
+        if len(fresh) < len(ids):
+            data = b"".join(data[starts[k] : starts[k + 1]] for k in fresh)
+            ids, lengths = [ids[k] for k in fresh], [lengths[k] for k in fresh]
+        self._write(ids, data, lengths)
+
+    def _write(self, ids: list[str], data: bytes, lengths: list[int]) -> None:
+        with self.path.open("ab") as handle:
+            offset = handle.tell()
+            handle.write(data)
             handle.flush()
+        for identifier, length in zip(ids, lengths):
+            self._lines.append((identifier, offset, length))
+            self._ids.add(identifier)
+            offset += length
 
     def order_by(self, ids: list[str]) -> None:
         """Put the records in the data set's order: the report reads them in file order (which
         documents a shortcut test measures, the order of sums), and a Ray run writes them as they
-        finish. Rewrites the file only when it is out of order, through a temporary file."""
+        finish. Rewrites the file only when it is out of order, from the index (no record parsed)."""
         position = {identifier: index for index, identifier in enumerate(ids)}
+        rank = lambda identifier: position.get(identifier, len(position))  # noqa: E731
         if self.folder is None:
-            self._memory.sort(key=lambda record: position.get(record["id"], len(position)))
+            self._memory.sort(key=lambda record: rank(record["id"]))
             return
-        spans, offset = [], 0  # (position, byte offset, byte length) of every line
+        ranks = [rank(identifier) for identifier, _, _ in self._lines]
+        if all(a <= b for a, b in zip(ranks, ranks[1:])):
+            return
+        self._rewrite(sorted(self._lines, key=lambda span: rank(span[0])))
+
+    def select(self, ids) -> Iterator[dict]:
+        """The records of ``ids``, in file order, reading only their lines."""
+        wanted = set(ids)
+        if self.folder is None:
+            yield from (record for record in self._memory if record["id"] in wanted)
+            return
         with self.path.open("rb") as handle:
-            for line in handle:
-                spans.append((position.get(json.loads(line)["id"], len(position)), offset, len(line)))
-                offset += len(line)
-        if all(a[0] <= b[0] for a, b in zip(spans, spans[1:])):
-            return
-        spans.sort(key=lambda span: span[0])
-        temporary = self.path.with_name(RECORDS + ".sorting")
-        with self.path.open("rb") as source, temporary.open("wb") as target:
-            for _, start, length in spans:
-                source.seek(start)
-                target.write(source.read(length))
-        temporary.replace(self.path)
+            for identifier, start, length in self._lines:
+                if identifier in wanted:
+                    handle.seek(start)
+                    yield json.loads(handle.read(length))
 
     def __iter__(self):
         if self.folder is None:
             yield from self._memory
             return
-        with self.path.open(encoding="utf-8") as handle:
+        with self.path.open("rb") as handle:
             for line in handle:
                 yield json.loads(line)
 
@@ -232,7 +286,7 @@ def audit(
         thresholds=settings.thresholds,
         rationale=rationale,
     )
-    report.attach_examples(store)
+    report.attach_examples(store.select(report.example_ids()))  # reads only their lines
     if out is not None:
         report.save(out)
     return report

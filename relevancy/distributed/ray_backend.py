@@ -98,7 +98,9 @@ def _place(model, threads: float):
 
 
 class AuditActor:
-    """Explains windows of documents into audit records (JSON lines, as a local run writes them)."""
+    """Explains windows of documents into audit records, serialised as the JSON lines a local run
+    writes: one row per window (its ids, the lines' byte lengths and the lines as one bytes object),
+    which the driver appends without parsing."""
 
     def __init__(self, arguments) -> None:
         from ..audit.runner import DocumentExplainer
@@ -114,7 +116,13 @@ class AuditActor:
             for i, t, r, label in zip(batch["id"], batch["text"], batch["rationales"], batch["label"])
         ]
         records = self.explainer.records(window)
-        return {"id": [r["id"] for r in records], "record": [json.dumps(r) for r in records], "rows": [1] * len(records)}
+        lines = [(json.dumps(record) + "\n").encode() for record in records]
+        return {
+            "ids": [json.dumps([record["id"] for record in records])],
+            "lengths": [json.dumps([len(line) for line in lines])],
+            "records": [b"".join(lines)],
+            "rows": [len(records)],
+        }
 
 
 def _spans(spans):
@@ -122,19 +130,18 @@ def _spans(spans):
 
 
 def audit_on_ray(model, tokenizer, pending, store, settings, max_length, options: RayOptions, progress: bool) -> None:
-    """Records of the ``pending`` (example, class index) pairs, computed on Ray and appended to ``store``."""
+    """Records of the ``pending`` (example, class index) pairs, computed on Ray and appended to
+    ``store`` (which keeps each id once: a window run again after an actor died adds nothing)."""
     if not pending:
         return
     rows = [
         {"id": e.id, "text": e.text, "label": label, "rationales": json.dumps(e.rationales)} for e, label in pending
     ]
-    done = store.done()
     with connected(options):
         arguments = (model, tokenizer, settings, max_length, options.cpus_per_actor)
         for batch in stream(rows, AuditActor, arguments, options, settings.length_window or settings.batch_size, progress, "audit"):
-            fresh = [(str(i), line) for i, line in zip(batch["id"], batch["record"]) if str(i) not in done]
-            store.append_lines([line for _, line in fresh])
-            done.update(i for i, _ in fresh)
+            for ids, lengths, data in zip(batch["ids"], batch["lengths"], batch["records"]):
+                store.append_serialised(json.loads(ids), bytes(data), json.loads(lengths))
 
 
 class EvaluationActor:
