@@ -6,15 +6,20 @@ two continuations on the same reviews, steps, learning rate and seed:
 (b) plain cross-entropy; (c) cross-entropy plus ``RelevanceLoss(rationale_mode="comprehensiveness")``:
 with the rationale tokens deleted the prediction should fall to chance (KL from uniform), one extra
 forward/backward per review. Repeated over ``--seeds`` (each seed draws its own training reviews and order).
-Each model (the base, every (b) and (c)) is measured on val.jsonl: accuracy on all reviews; on a fixed
-class-balanced subset (``--eval-docs``) the paper's token-F1 (transformer_attribution explaining the true
-class, word score = max over its pieces, top-k words for k = 5..80 against the evidence union,
-macro-averaged; relevancy's own ERASER evaluation), AUPRC, and the human rationale's comprehensiveness
-(true-class probability with the full text minus with the rationale tokens deleted).
+Each model (the base, every (b) and (c)) is measured on val.jsonl: accuracy and the human rationale's
+comprehensiveness (true-class probability with the full text minus with the rationale tokens deleted)
+on all reviews; on a fixed class-balanced subset (``--eval-docs``) the paper's token-F1
+(transformer_attribution explaining the true class, word score = max over its pieces, top-k words for
+k = 5..80 against the evidence union, macro-averaged; relevancy's own ERASER evaluation) and AUPRC.
 
 No ERASER test split is here, and the base model's epoch was chosen on val, so nothing is chosen on val
 here: every setting is fixed in advance (the defaults). Only the top ``--train-layers`` encoder layers,
 the pooler and the classifier are trained (cost); bf16 autocast in training, float32 in evaluation.
+The frozen bottom (embeddings and lower layers, in eval mode: no dropout) is deterministic, so
+``FrozenBottom`` caches its output per distinct text: the library's ``fine_tune`` and ``RelevanceLoss``
+run unchanged on top of it, the rationale-deleted texts included, and the (b)/(c) pair of a seed
+computes the bottom once per text. Accuracy and comprehensiveness on val go through the same kind of
+cache (every model shares the base's bottom); the maps come from the whole model.
 
 Resumable: each trained model's parameters and each evaluation are stored in ``--work``; a rerun skips
 what is there (a work folder made with other settings is refused). Results: ``--results``.json/.md.
@@ -35,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's relevancy, wherever the script is started from
@@ -88,13 +95,18 @@ def main(argv=None) -> int:
     val = load_eraser(args.data, "val")
     subset, subset_note = val.balanced_sample(args.eval_docs, seed=args.eval_seed)
     if not args.report_only:
+        first = base.config.num_hidden_layers - args.train_layers
+        trained_prefixes(base, args.train_layers)
+        check_bottom(base, first, tokenizer, val, args.max_length)
         examples = training_examples(load_texts(args.data, split="train"), dict(base.config.id2label), LABEL_MAP)
-        evaluate_once(args, "base", base, tokenizer, val, subset)
+        val_cache: dict = {}  # the bottom of every model is the base's
+        evaluate_once(args, "base", FrozenBottom(base, first, val_cache), tokenizer, val, subset)
         for seed in seeds:
+            train_cache: dict = {}  # (b) and (c) of a seed read the same reviews
             for condition in CONDITIONS:
                 name = f"{condition}-seed{seed}"
-                model = train_once(args, name, base, tokenizer, examples, seed, condition)
-                evaluate_once(args, name, model, tokenizer, val, subset)
+                model = train_once(args, name, FrozenBottom(copy.deepcopy(base), first, train_cache), tokenizer, examples, seed, condition)
+                evaluate_once(args, name, FrozenBottom(model, first, val_cache), tokenizer, val, subset)
     report(args, seeds, settings, subset_note)
     return 0
 
@@ -118,10 +130,66 @@ def trained_prefixes(model, layers: int) -> tuple[str, ...]:
     return tuple(f"bert.encoder.layer.{i}." for i in range(count - layers, count)) + ("bert.pooler.", "classifier.")
 
 
-def train_once(args, name: str, base, tokenizer, examples: list[dict], seed: int, condition: str):
-    """(b) or (c) from a copy of ``base``; the trained parameters are stored, and reloaded on a rerun."""
+class _Given(nn.Module):
+    """Stands in for the embeddings: the cached bottom output is the input."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, **_):
+        return inputs_embeds
+
+
+class FrozenBottom(nn.Module):
+    """A BERT classifier whose embeddings and first ``first`` layers are frozen and run in eval mode,
+    their output cached per distinct text (its attended token ids); the top layers, pooler and
+    classifier run as usual (dropout in training). Takes the model's inputs, returns its logits."""
+
+    def __init__(self, model, first: int, cache: dict | None = None) -> None:
+        super().__init__()
+        self.model, self.first = model, first
+        self.cache = {} if cache is None else cache
+
+    def _bottom(self, ids: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        key = ids.numpy().tobytes() + types.numpy().tobytes()
+        if key not in self.cache:
+            bert = self.model.bert
+            kept, was_training = bert.encoder.layer, bert.training
+            bert.encoder.layer = nn.ModuleList(list(kept)[: self.first])
+            try:
+                bert.eval()
+                with torch.no_grad():
+                    self.cache[key] = bert(input_ids=ids[None], token_type_ids=types[None]).last_hidden_state[0].float()
+            finally:
+                bert.encoder.layer = kept
+                bert.train(was_training)
+        return self.cache[key]
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
+        types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+        states = torch.zeros(*input_ids.shape, self.model.config.hidden_size)
+        for row, length in enumerate(attention_mask.sum(-1).tolist()):
+            states[row, :length] = self._bottom(input_ids[row, :length], types[row, :length])
+        bert = self.model.bert
+        saved = bert.embeddings, bert.encoder.layer
+        bert.embeddings, bert.encoder.layer = _Given(), nn.ModuleList(list(saved[1])[self.first :])
+        try:
+            pooled = bert(inputs_embeds=states, attention_mask=attention_mask).pooler_output
+        finally:
+            bert.embeddings, bert.encoder.layer = saved
+        return SequenceClassifierOutput(logits=self.model.classifier(self.model.dropout(pooled)))
+
+
+def check_bottom(base, first: int, tokenizer, val, max_length: int) -> None:
+    """The cached-bottom path gives the model's own logits (two val reviews, float32)."""
+    inputs = encode(tokenizer, val.items[:2], max_length).inputs
+    with torch.no_grad():
+        difference = (FrozenBottom(base, first)(**inputs).logits - base(**inputs).logits).abs().max().item()
+    if difference > 1e-4:
+        raise SystemExit(f"the cached-bottom path disagrees with the model by {difference:.3g}: the BERT layout changed")
+
+
+def train_once(args, name: str, wrapped: FrozenBottom, tokenizer, examples: list[dict], seed: int, condition: str):
+    """(b) or (c) of a copy of the base (``wrapped``); the trained parameters are stored, and reloaded on a rerun."""
     path = args.work / "models" / f"{name}.pt"
-    model = copy.deepcopy(base)
+    model = wrapped.model
     prefixes = trained_prefixes(model, args.train_layers)
     for parameter_name, parameter in model.named_parameters():
         parameter.requires_grad = parameter_name.startswith(prefixes)
@@ -136,7 +204,7 @@ def train_once(args, name: str, base, tokenizer, examples: list[dict], seed: int
     started = time.time()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
         result = fine_tune(
-            model, tokenizer, [examples[i] for i in chosen], loss, steps=math.ceil(len(chosen) / args.batch_size),
+            wrapped, tokenizer, [examples[i] for i in chosen], loss, steps=math.ceil(len(chosen) / args.batch_size),
             batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length, seed=seed, in_place=True,
         )
     seconds = time.time() - started
@@ -147,13 +215,15 @@ def train_once(args, name: str, base, tokenizer, examples: list[dict], seed: int
     return model.eval()
 
 
-def evaluate_once(args, name: str, model, tokenizer, val, subset) -> dict:
-    """Accuracy on every val review; token-F1, AUPRC and the rationale's comprehensiveness on ``subset``."""
+def evaluate_once(args, name: str, wrapped: FrozenBottom, tokenizer, val, subset) -> dict:
+    """Accuracy and the rationale's comprehensiveness on every val review; token-F1 and AUPRC on ``subset``
+    (the maps from the whole model, the forwards through the cached bottom)."""
     path = args.work / "eval" / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text())
     started = time.time()
-    model.eval()
+    model = wrapped.model.eval()
+    wrapped.eval()
     labels = {item.id: label_index(item.label, model.config.id2label, item.where) for item in val.items}
     evaluator = Evaluator(model, tokenizer, target="true", text_removal="delete", to_inputs=None)
     chosen = subset.items
@@ -164,11 +234,11 @@ def evaluate_once(args, name: str, model, tokenizer, val, subset) -> dict:
         items = val.items[start : start + args.eval_batch_size]
         encoded = encode(tokenizer, items, args.max_length)
         with torch.no_grad():
-            full = model(**encoded.inputs).logits.float().softmax(-1)
+            full = wrapped(**encoded.inputs).logits.float().softmax(-1)
             # the human rationale's pieces (inside the window), deleted as ERASER's comprehensiveness deletes
             removal = TokenRemoval(encoded.inputs, tokenizer, "delete")
             drop = torch.tensor([[w is not None and bool(item.evidence[w]) for w in ids] for item, ids in zip(items, encoded.word_ids)])
-            deleted = model(**removal.inputs(drop & removal.removable)).logits.float().softmax(-1)
+            deleted = wrapped(**removal.inputs(drop & removal.removable)).logits.float().softmax(-1)
         for row, item in enumerate(items):
             gold = labels[item.id]
             per_review[item.id] = {
@@ -186,14 +256,14 @@ def evaluate_once(args, name: str, model, tokenizer, val, subset) -> dict:
 
 
 def summary(evaluation: dict) -> dict:
-    """One model's figures: accuracy (all val), token-F1 (mean over k, and at k = 10, 20, 40, 80), AUPRC,
-    and the rationale's comprehensiveness, the last three over the map subset."""
+    """One model's figures: accuracy and the rationale's comprehensiveness (all val), token-F1 (mean over
+    k, and at k = 10, 20, 40, 80) and AUPRC (the map subset)."""
     reviews = list(evaluation["reviews"].values())
     mapped = [r for r in reviews if "prf" in r]
     ks = sorted(int(k) for k in mapped[0]["prf"]) if mapped else []
     f1 = np.array([[r["prf"][str(k)][2] for k in ks] for r in mapped]) if mapped else np.zeros((0, 0))
     aps = [r["auprc"] for r in mapped if r["auprc"] is not None and not math.isnan(r["auprc"])]
-    with_rationale = [r for r in mapped if r["rationale_pieces"]]
+    with_rationale = [r for r in reviews if r["rationale_pieces"]]
     figures = {
         "accuracy": float(np.mean([r["predicted"] == r["label"] for r in reviews])),
         "token_f1_mean": float(f1.mean()) if f1.size else math.nan,
@@ -269,7 +339,7 @@ def markdown(results: dict, metric_names: list[str]) -> str:
         f"trained, {s['max_length']} tokens, bf16 autocast: {s['bf16']}. (b) cross-entropy; (c) + {s['rationale_weight']} × "
         "KL(uniform ‖ p(class | review without its rationale tokens)) (`rationale_mode=\"comprehensiveness\"`).",
         "- Nothing was chosen on val (no ERASER test split here; val chose the base model's epoch): all settings fixed in advance.",
-        f"- Accuracy on all 200 val reviews; token-F1, AUPRC and comprehensiveness on {results['eval_subset']} "
+        f"- Accuracy and comprehensiveness on all 200 val reviews; token-F1 and AUPRC on {results['eval_subset']} "
         "(transformer_attribution explaining the true class; word = max over its pieces; top-k words, k = 5..80, "
         "against the evidence union; macro-averaged; 'mean' = over the 16 k). Comprehensiveness: true-class probability "
         "with the full text minus with the human rationale's tokens deleted.",

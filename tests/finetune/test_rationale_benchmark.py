@@ -31,7 +31,7 @@ def test_benchmark_end_to_end(script, tmp_path):
     argv = [
         "--model", str(base), "--data", str(data), "--work", str(tmp_path / "work"), "--results", str(results),
         "--seeds", "0,1", "--train-reviews", "2", "--batch-size", "2", "--lr", "1e-2", "--eval-docs", "2",
-        "--max-length", "32", "--eval-batch-size", "2", "--no-bf16",
+        "--max-length", "32", "--eval-batch-size", "2", "--train-layers", "1", "--no-bf16",
     ]
     assert script.main(argv) == 0
     assert {p.name: p.read_bytes() for p in base.iterdir()} == files
