@@ -22,6 +22,12 @@ def add_parser(subparsers) -> None:
     )
     guide.add_argument("--audit-flags", default="shortcut", help="flags of --audit-json: shortcut, over_relevant")
     guide.add_argument("--rationales", action="store_true", help="reward relevance on the data's rationales (ERASER evidences)")
+    guide.add_argument(
+        "--rationale-mode", default="share", choices=("share", "comprehensiveness"),
+        help="--rationales: share: reward the rationales' share of the positive relevance (--method's map); "
+        "comprehensiveness: reward their deletion effect, the prediction at chance (KL from uniform) with the rationale "
+        "tokens deleted (one extra forward/backward, no map)",
+    )
     parser.add_argument(
         "--method", default="transformer_attribution",
         choices=("transformer_attribution", "gradient_x_attention", "input_x_gradient", "full_lrp"),
@@ -111,6 +117,7 @@ def run(args) -> int:
         tokenizer, method=args.method, target=args.target, penalised_ids=ids,
         classification_weight=args.classification_weight, penalty_weight=args.penalty_weight if ids else 0.0,
         rationale_weight=args.rationale_weight if args.rationales else 0.0, penalty_mode=args.penalty_mode,
+        rationale_mode=args.rationale_mode,
         removal_steps=args.removal_steps, insert_penalised=args.insert_penalised,
     )
     torch.manual_seed(args.seed)

@@ -22,10 +22,19 @@ model is free to give it the token's meaning, and then masking the token changes
 deleting it still does. ``penalty_mode="deletion"`` penalises the leave-one-out (occlusion) relevance
 of the tokens instead: the exact change of the margin when they are deleted from the sequence, what a
 test without the token measures (two eval-mode forwards, no baseline to game).
+
+Rationales can be rewarded by their share of the map (``rationale_mode="share"``) or, without a map,
+by their deletion effect (``rationale_mode="comprehensiveness"``, ERASER's comprehensiveness as a
+loss): with the rationale tokens deleted the prediction should fall to chance, so the term is
+KL(uniform || p(class | text without the rationales)), 0 exactly at chance. Deleted, not masked, for
+the reason above: [MASK] never occurs in the data, so a model could learn "many masks → chance" instead
+of relying on the rationale. Bounded below by 0 (unlike a raw drop of the log-probability), it does
+not reward predicting the other class without the rationale. One extra forward/backward per text.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -41,6 +50,7 @@ from ..methods.integrated_gradients import IntegratedGradients
 from ..targets import Function
 
 PENALTY_MODES = ("share", "magnitude", "removal", "deletion")
+RATIONALE_MODES = ("share", "comprehensiveness")
 MASK_KEYS = ("labels", "penalty_mask", "rationale_mask", "special_tokens_mask", "foreground_mask")
 _TINY = 1e-30
 
@@ -50,7 +60,7 @@ class RelevanceLossOutput:
     loss: torch.Tensor  # what to backpropagate
     classification: torch.Tensor  # the cross-entropy part (unweighted)
     penalty: torch.Tensor  # mean share, squared relevance ("magnitude"), squared removal or deletion effect (unweighted)
-    rationale: torch.Tensor  # mean share of relevance outside the rationales (unweighted)
+    rationale: torch.Tensor  # mean share of relevance outside the rationales, or KL(uniform || p without them) (unweighted)
     foreground: torch.Tensor  # RobustViT foreground term (unweighted)
     background: torch.Tensor  # RobustViT background term (unweighted)
     logits: torch.Tensor  # of the model's own forward (its current mode: dropout while training)
@@ -75,7 +85,10 @@ class RelevanceLoss(nn.Module):
     interval while the model is in training mode (unbiased), the midpoints in eval mode;
     or "deletion", per sample the squared change of that margin when the tokens are deleted (the
     sequence closes up): exact, and no baseline token whose meaning the model could move.
-    "removal" and "deletion" ignore ``method``. ``insert_penalised`` (removal, deletion): samples without a penalised
+    "removal" and "deletion" ignore ``method``. ``rationale_mode``: "share" (default), the share of the
+    positive relevance outside the rationales; or "comprehensiveness", per text with a rationale
+    KL(uniform || class probabilities with the rationale tokens deleted), in the model's current mode
+    (the map's method is not used). ``insert_penalised`` (removal, deletion): samples without a penalised
     token get one (the lowest of ``penalised_ids``) inserted at a random position after the first
     token, for the penalty only: the token's effect is then penalised in every context, not only in
     those it came with in the data (a shortcut's token appears with one class only).
@@ -101,6 +114,7 @@ class RelevanceLoss(nn.Module):
         penalised_ids: Iterable[int] | None = None,
         special_ids: Iterable[int] | None = None,
         penalty_mode: str = "share",
+        rationale_mode: str = "share",
         removal_id: int | None = None,
         removal_steps: int = 8,
         insert_penalised: bool = False,
@@ -110,6 +124,8 @@ class RelevanceLoss(nn.Module):
             raise ValueError(f"unknown target {target!r}: explain the true 'label' or the 'predicted' class")
         if penalty_mode not in PENALTY_MODES:
             raise ValueError(f"unknown penalty_mode {penalty_mode!r}: choose one of {', '.join(PENALTY_MODES)}")
+        if rationale_mode not in RATIONALE_MODES:
+            raise ValueError(f"unknown rationale_mode {rationale_mode!r}: choose one of {', '.join(RATIONALE_MODES)}")
         weights = dict(
             classification_weight=classification_weight, penalty_weight=penalty_weight, rationale_weight=rationale_weight,
             foreground_weight=foreground_weight, background_weight=background_weight,
@@ -130,6 +146,7 @@ class RelevanceLoss(nn.Module):
         self.weights = weights
         self.target = target
         self.penalty_mode = penalty_mode
+        self.rationale_mode = rationale_mode
         self.penalised_ids = sorted({int(i) for i in penalised_ids or ()})
         self.special_ids = sorted({int(i) for i in special_ids or ()})
         self.removal_id = removal_id
@@ -163,7 +180,13 @@ class RelevanceLoss(nn.Module):
         removal = self.penalty_mode in ("removal", "deletion")
         if removal and penalty_mask is not None and (penalty_mask.any() or self.insert_penalised) and w["penalty_weight"] > 0:
             scores, penalty = self._removal_penalty(model, inputs, penalty_mask.bool(), target, logits)
-        others = ("rationale_weight", "foreground_weight", "background_weight") + (() if removal else ("penalty_weight",))
+        rationale_mask = batch.get("rationale_mask")
+        deletion_reward = self.rationale_mode == "comprehensiveness"
+        if deletion_reward and rationale_mask is not None and rationale_mask.any() and w["rationale_weight"] > 0:
+            rationale = self._comprehensiveness(model, inputs, rationale_mask.bool())
+        # the weights of terms that need the map (a penalty without marked positions needs none)
+        others = ("foreground_weight", "background_weight") + (() if removal or penalty_mask is None else ("penalty_weight",))
+        others += () if deletion_reward else ("rationale_weight",)
         if any(w[k] > 0 for k in others):
             scores = attribute(model, inputs, self.method, target, differentiable=True).scores
             if "input_ids" in inputs:
@@ -175,8 +198,7 @@ class RelevanceLoss(nn.Module):
                         penalty = _mean_over_marked(squared, penalty_mask)
                     else:
                         penalty = _mean_over_marked((shares * penalty_mask).sum(-1), penalty_mask)
-                rationale_mask = batch.get("rationale_mask")
-                if rationale_mask is not None and w["rationale_weight"] > 0:
+                if rationale_mask is not None and w["rationale_weight"] > 0 and not deletion_reward:
                     rationale = _mean_over_marked(1 - (shares * rationale_mask).sum(-1), rationale_mask)
             elif batch.get("foreground_mask") is not None:
                 foreground, background = self._robustvit(model, scores, batch["foreground_mask"])
@@ -212,6 +234,15 @@ class RelevanceLoss(nn.Module):
         effect = (scores * mask).sum(-1)
         return scores, _mean_over_marked(effect**2, mask)
 
+    @staticmethod
+    def _comprehensiveness(model, inputs, mask) -> torch.Tensor:
+        """KL(uniform || p) of the texts with their rationale tokens deleted, averaged over the texts that have any."""
+        marked = mask.any(-1)
+        deleted = _delete({key: value[marked] for key, value in inputs.items()}, mask[marked], "rationale_mode='comprehensiveness'")
+        longest = int(deleted["attention_mask"].sum(-1).max())  # the columns freed at the end are padding only
+        log_p = model_logits(model(**{key: value[:, :longest] for key, value in deleted.items()})).log_softmax(-1)
+        return (-math.log(log_p.shape[-1]) - log_p.mean(-1)).mean()
+
     def _shares(self, scores: torch.Tensor, inputs: dict, batch: dict) -> torch.Tensor:
         """Each content position's share of the sample's positive relevance."""
         content = torch.ones_like(scores, dtype=torch.bool)
@@ -241,10 +272,10 @@ class RelevanceLoss(nn.Module):
         return foreground, background
 
 
-def _delete(inputs: dict, mask: torch.Tensor) -> dict:
+def _delete(inputs: dict, mask: torch.Tensor, option: str = "penalty_mode='deletion'") -> dict:
     """``inputs`` with the marked positions deleted: each row closes up to the left and is padded
     at the end (attention mask 0, every other input 0), so positions shift as in a text without them."""
-    ids = _token_shaped(inputs, "penalty_mode='deletion'")
+    ids = _token_shaped(inputs, option)
     inputs = {**inputs, "attention_mask": inputs.get("attention_mask", torch.ones_like(ids))}
     kept = ~mask
     # a stable sort puts the kept positions first, in their order
