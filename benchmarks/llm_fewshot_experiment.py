@@ -27,9 +27,9 @@ phrases with random label orders (all 2^k patterns), per seed:
     exactly the demonstration labels.
 
 Resumable: every stage (base evaluation, audit, each (condition, seed)) stores its result in the work folder
-(``--work``/<settings key>/); a re-run skips finished stages. Results: ``<out>.json`` and ``<out>.md``
-(default benchmarks/results/llm_fewshot_experiment), rewritten after every stage, with each stage's time and
-the peak memory. ``--smoke``: tiny sizes (numbers mean nothing; written to llm_fewshot_experiment-smoke.*).
+(``--work``/<data key>/, the training stages in train-<training key>/ below it); a re-run skips finished
+stages. Results: ``<out>.json`` and ``<out>.md`` (default benchmarks/results/llm_fewshot_experiment),
+rewritten after every stage, with each stage's time and the peak memory. ``--smoke``: tiny sizes (numbers mean nothing; written to llm_fewshot_experiment-smoke.*).
 """
 
 from __future__ import annotations
@@ -76,18 +76,18 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds of (b) and (c)")
     parser.add_argument("--orders", nargs="+", default=["PPPP", "NNNN", "PPNN", "NNPP", "PNPN", "NPNP"],
                         help="demonstration label orders of the test prompts (P positive, N negative; one length)")
-    parser.add_argument("--test-size", type=int, default=100, help="SST-2 dev phrases, each under every order")
+    parser.add_argument("--test-size", type=int, default=50, help="SST-2 dev phrases, each under every order")
     parser.add_argument("--train-size", type=int, default=400, help="few-shot training prompts (random orders)")
     parser.add_argument("--min-words", type=int, default=3)
-    parser.add_argument("--max-words", type=int, default=8, help="longer phrases are skipped: short prompts")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--max-words", type=int, default=6, help="longer phrases are skipped: short prompts")
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="LoRA learning rate")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--lora-targets", default="q_proj,v_proj", help="modules that get LoRA adapters (comma-separated)")
     parser.add_argument("--penalty-weight", type=float, default=1.0, help="of (c)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
-    parser.add_argument("--audit-size", type=int, default=24, help="test prompts the audit of the base model reads (orders in turn)")
+    parser.add_argument("--audit-size", type=int, default=12, help="test prompts the audit of the base model reads (orders in turn)")
     args = parser.parse_args(argv)
     if args.smoke:
         for key, value in SMOKE.items():
@@ -218,10 +218,14 @@ def order_metrics(tests: list[dict], odds: list[float], orders: list[str]) -> di
         by_order[row["order"]].append((predicted, row["label"], value))
         per_phrase.setdefault(index // len(orders), {})[row["order"]] = (predicted, value)
     accuracy = {o: statistics.fmean(p == y for p, y, _ in rows) for o, rows in by_order.items()}
+    recall = {o: [statistics.fmean(p == y for p, y, _ in rows if y == label) for label in (0, 1) if any(y == label for _, y, _ in rows)]
+              for o, rows in by_order.items()}
     changed = statistics.fmean(len({p for p, _ in phrase.values()}) > 1 for phrase in per_phrase.values())
     k = len(orders[0])
     metrics = {
         "accuracy": accuracy, "mean_accuracy": statistics.fmean(accuracy.values()),
+        # the mean of the classes' recalls, averaged over orders: always answering one class scores 0.5
+        "class_balanced_accuracy": statistics.fmean(statistics.fmean(r) for r in recall.values()),
         "accuracy_spread": max(accuracy.values()) - min(accuracy.values()), "answer_changes": changed,
         "positive_rate": {o: statistics.fmean(p for p, _, _ in rows) for o, rows in by_order.items()},
     }
@@ -233,7 +237,7 @@ def order_metrics(tests: list[dict], odds: list[float], orders: list[str]) -> di
     if balanced:
         matches = [p == (1 if o[-1] == "P" else 0) for o in balanced for p, _, _ in by_order[o]]
         metrics["last_label_pull"] = statistics.fmean(matches) - 0.5
-        metrics["balanced_accuracy"] = statistics.fmean(accuracy[o] for o in balanced)
+        metrics["balanced_orders_accuracy"] = statistics.fmean(accuracy[o] for o in balanced)
     return metrics
 
 
@@ -317,9 +321,11 @@ def train(model, tokenizer, data, args, *, seed, penalty_weight):
     }
 
 
-def key_of(args) -> str:
-    names = ("seed", "orders", "test_size", "train_size", "min_words", "max_words", "steps", "batch_size",
-             "learning_rate", "lora_rank", "lora_targets", "penalty_weight", "smoke")
+DATA_SETTINGS = ("seed", "orders", "test_size", "train_size", "min_words", "max_words", "audit_size", "smoke")
+TRAINING_SETTINGS = ("steps", "batch_size", "learning_rate", "lora_rank", "lora_targets", "penalty_weight")
+
+
+def key_of(args, names) -> str:
     return hashlib.sha256(json.dumps({k: getattr(args, k) for k in names}, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -331,8 +337,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     out_json, out_md = Path(args.out + ".json"), Path(args.out + ".md")
-    work = Path(args.work) / key_of(args)
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work) / key_of(args, DATA_SETTINGS)  # base and audit: they depend on the data only
+    trained = work / ("train-" + key_of(args, TRAINING_SETTINGS))  # the (condition, seed) stages
+    trained.mkdir(parents=True, exist_ok=True)
     command = "python3 benchmarks/llm_fewshot_experiment.py " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
     commands_path = work / "commands.json"
     commands = json.loads(commands_path.read_text()) if commands_path.exists() else []
@@ -341,11 +348,14 @@ def main(argv=None) -> None:
     stages: dict[str, dict] = {}
 
     def save():
-        for path in sorted(work.glob("*.json")):
+        for path in sorted(work.glob("*.json")) + sorted(trained.glob("*.json")):
             if path.name != "commands.json":
-                stages[path.stem.replace("__", "/")] = json.loads(path.read_text())
+                stage = json.loads(path.read_text())
+                if "log_odds" in stage:  # the metrics are recomputed from the stored answers
+                    stage["metrics"] = order_metrics(tests, stage["log_odds"], args.orders)
+                stages[path.stem.replace("__", "/")] = stage
         results = {
-            "key": work.name, "commands": json.loads(commands_path.read_text()),
+            "key": f"{work.name}/{trained.name}", "commands": json.loads(commands_path.read_text()),
             "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work")},
             "data": {"test_phrases": len(tests) // len(args.orders), "test_prompts": len(tests),
                      "positive_test_phrases": sum(r["label"] for r in tests[:: len(args.orders)]),
@@ -358,7 +368,7 @@ def main(argv=None) -> None:
         return results
 
     def run_stage(name: str, compute) -> None:
-        path = work / (name.replace("/", "__") + ".json")
+        path = (trained if "/" in name else work) / (name.replace("/", "__") + ".json")
         if path.exists():
             return
         began = time.time()
@@ -403,9 +413,18 @@ def _mean_sd(values: list[float], percent: bool = False) -> str:
     return f"{mean:.3f} ± {sd:.3f}" if not percent else f"{mean:+.1f} ± {sd:.1f}{unit}"
 
 
-METRICS = (("mean_accuracy", "mean accuracy"), ("accuracy_spread", "accuracy spread"), ("answer_changes", "answer changes"),
+METRICS = (("mean_accuracy", "mean accuracy"), ("class_balanced_accuracy", "class-balanced accuracy"), ("accuracy_spread", "accuracy spread"), ("answer_changes", "answer changes"),
            ("mean_abs_log_odds_shift", "|Δ log-odds| all-P vs all-N"), ("majority_pull", "majority pull"),
            ("last_label_pull", "last-label pull"))
+
+
+def better_of(metric: str, first: float, second: float) -> bool:
+    """Whether ``first`` is the better value of ``metric``."""
+    if metric.endswith("accuracy"):
+        return first > second
+    if metric.endswith("pull"):
+        return abs(first) < abs(second)
+    return first < second
 
 
 def markdown(results: dict) -> str:
@@ -442,13 +461,14 @@ def markdown(results: dict) -> str:
     seeds = sorted({int(n.split("seed")[1]) for n in stages if "/seed" in n})
     paired = [s for s in seeds if f"b/seed{s}" in stages and f"c/seed{s}" in stages]
     if paired:
-        lines += ["", f"Paired (c) − (b) over seeds {paired} (mean ± sd; lower is better for all but accuracy):", ""]
+        lines += ["", f"Paired (c) − (b) over seeds {paired} (mean ± sd; accuracies: higher is better, pulls: nearer 0, "
+                  "the rest: lower):", ""]
         for metric, label in METRICS:
-            diffs = [stages[f"c/seed{s}"]["metrics"][metric] - stages[f"b/seed{s}"]["metrics"][metric] for s in paired
+            pairs = [(stages[f"c/seed{s}"]["metrics"][metric], stages[f"b/seed{s}"]["metrics"][metric]) for s in paired
                      if metric in stages[f"b/seed{s}"]["metrics"]]
-            if diffs:
-                better = sum(d > 0 for d in diffs) if metric == "mean_accuracy" else sum(d < 0 for d in diffs)
-                lines.append(f"- {label}: {_mean_sd(diffs)}; (c) better on {better} of {len(diffs)} seeds")
+            if pairs:
+                better = sum(better_of(metric, c, b) for c, b in pairs)
+                lines.append(f"- {label}: {_mean_sd([c - b for c, b in pairs])}; (c) better on {better} of {len(pairs)} seeds")
     audit = stages.get("audit")
     if audit:
         shares = audit["shares"]

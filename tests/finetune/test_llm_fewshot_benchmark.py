@@ -55,6 +55,8 @@ def test_order_metrics_against_hand_counts(bench):
     metrics = bench.order_metrics(tests, odds, orders)
     assert metrics["accuracy"] == {"PPPP": 0.5, "NNNN": 0.5, "PPNN": 1.0, "NNPP": 0.5}
     assert metrics["accuracy_spread"] == 0.5 and metrics["mean_accuracy"] == 0.625
+    # recalls per order (negative, positive): PPPP (0, 1), NNNN (1, 0), PPNN (1, 1), NNPP (0, 1)
+    assert metrics["class_balanced_accuracy"] == pytest.approx((0.5 + 0.5 + 1.0 + 0.5) / 4)
     assert metrics["answer_changes"] == 1.0  # both phrases change their answer across orders
     assert metrics["majority_pull"] == 1.0  # all-P: both positive; all-N: none
     assert metrics["mean_abs_log_odds_shift"] == pytest.approx((3.0 + 5.0) / 2)
@@ -72,3 +74,8 @@ def test_segment_shares_split_the_positive_relevance(bench):
     # positive relevance 1 + 4 + 2 = 7 (the negative test score counts as 0, the readout is left out)
     assert result["shares"] == pytest.approx({"labels": 4 / 7, "demonstrations": 2 / 7, "test": 0.0, "template": 1 / 7})
     assert result["label_share_by_position"] == pytest.approx({1: 4 / 7})
+
+
+def test_better_of_reads_each_metric_its_way(bench):
+    assert bench.better_of("mean_accuracy", 0.8, 0.7) and not bench.better_of("answer_changes", 0.3, 0.2)
+    assert bench.better_of("majority_pull", -0.1, 0.2) and not bench.better_of("last_label_pull", -0.3, 0.2)
