@@ -322,7 +322,7 @@ def train(model, tokenizer, data, args, *, seed, penalty_weight):
 
 
 DATA_SETTINGS = ("seed", "orders", "test_size", "train_size", "min_words", "max_words", "audit_size", "smoke")
-TRAINING_SETTINGS = ("steps", "batch_size", "learning_rate", "lora_rank", "lora_targets", "penalty_weight")
+TRAINING_SETTINGS = ("steps", "batch_size", "learning_rate", "lora_rank", "lora_targets")  # the weight names (c)'s stages
 
 
 def key_of(args, names) -> str:
@@ -399,7 +399,7 @@ def main(argv=None) -> None:
                 summary["seconds_per_step"] = summary["train_seconds"] / args.steps
                 return {**summary, **evaluate(model)}
 
-            run_stage(f"{condition}/seed{seed}", stage)
+            run_stage(f"{penalty_label(args.penalty_weight) if condition == 'c' else condition}/seed{seed}", stage)
     print(markdown(save()))
 
 
@@ -416,6 +416,11 @@ def _mean_sd(values: list[float], percent: bool = False) -> str:
 METRICS = (("mean_accuracy", "mean accuracy"), ("class_balanced_accuracy", "class-balanced accuracy"), ("accuracy_spread", "accuracy spread"), ("answer_changes", "answer changes"),
            ("mean_abs_log_odds_shift", "|Δ log-odds| all-P vs all-N"), ("majority_pull", "majority pull"),
            ("last_label_pull", "last-label pull"))
+
+
+def penalty_label(weight: float) -> str:
+    """(c) stages of the default weight are "c"; others carry their weight ("c-w0.1")."""
+    return "c" if weight == 1.0 else f"c-w{weight:g}"
 
 
 def better_of(metric: str, first: float, second: float) -> bool:
@@ -441,14 +446,15 @@ def markdown(results: dict) -> str:
         f"{', '.join(orders)} = {data['test_prompts']} prompts, demonstrations from per-phrase pools of SST-2 training phrases. "
         f"Fine-tuning: {data['train_prompts']} few-shot training prompts (random orders of all {2 ** len(orders[0])}), LoRA rank "
         f"{settings['lora_rank']} on {settings['lora_targets']} (merged), {settings['steps']} steps, batch {settings['batch_size']}, "
-        f"lr {settings['learning_rate']:g}; (c): penalty weight {settings['penalty_weight']:g} on the label words' tokens; "
+        f"lr {settings['learning_rate']:g}; (c): the deletion penalty on the label words' tokens, weight 1 unless the row says otherwise; "
         f"{settings['threads']} torch thread(s).", "",
     ]
     if "base" in stages:
         lines.append(f"Mean prompt length: {stages['base']['mean_prompt_tokens']:.1f} tokens.")
         lines.append("")
     rows = {"base": [stages["base"]] if "base" in stages else []}
-    for condition in CONDITIONS:
+    variants = sorted({n.split("/")[0] for n in stages if n.startswith("c-w")}, key=lambda c: float(c[3:]))
+    for condition in (*CONDITIONS, *variants):
         rows[condition] = [stages[n] for n in sorted(stages) if n.startswith(condition + "/")]
     lines += ["| model | seeds | " + " | ".join(orders) + " | " + " | ".join(label for _, label in METRICS) + " |",
               "|---|---|" + "---|" * (len(orders) + len(METRICS))]
@@ -457,18 +463,21 @@ def markdown(results: dict) -> str:
             continue
         cells = [_mean_sd([s["metrics"]["accuracy"][o] for s in found]) for o in orders]
         cells += [_mean_sd([s["metrics"][m] for s in found if m in s["metrics"]]) for m, _ in METRICS]
-        lines.append(f"| {NAMES[condition]} | {len(found) if condition != 'base' else '–'} | " + " | ".join(cells) + " |")
+        name = NAMES.get(condition) or f"(c) with penalty weight {condition[3:]}"
+        lines.append(f"| {name} | {len(found) if condition != 'base' else '–'} | " + " | ".join(cells) + " |")
     seeds = sorted({int(n.split("seed")[1]) for n in stages if "/seed" in n})
-    paired = [s for s in seeds if f"b/seed{s}" in stages and f"c/seed{s}" in stages]
-    if paired:
-        lines += ["", f"Paired (c) − (b) over seeds {paired} (mean ± sd; accuracies: higher is better, pulls: nearer 0, "
+    for variant in ("c", *variants):
+        paired = [s for s in seeds if f"b/seed{s}" in stages and f"{variant}/seed{s}" in stages]
+        if not paired:
+            continue
+        lines += ["", f"Paired {variant} − b over seeds {paired} (mean ± sd; accuracies: higher is better, pulls: nearer 0, "
                   "the rest: lower):", ""]
         for metric, label in METRICS:
-            pairs = [(stages[f"c/seed{s}"]["metrics"][metric], stages[f"b/seed{s}"]["metrics"][metric]) for s in paired
+            pairs = [(stages[f"{variant}/seed{s}"]["metrics"][metric], stages[f"b/seed{s}"]["metrics"][metric]) for s in paired
                      if metric in stages[f"b/seed{s}"]["metrics"]]
             if pairs:
                 better = sum(better_of(metric, c, b) for c, b in pairs)
-                lines.append(f"- {label}: {_mean_sd([c - b for c, b in pairs])}; (c) better on {better} of {len(pairs)} seeds")
+                lines.append(f"- {label}: {_mean_sd([c - b for c, b in pairs])}; {variant} better on {better} of {len(pairs)} seeds")
     audit = stages.get("audit")
     if audit:
         shares = audit["shares"]
