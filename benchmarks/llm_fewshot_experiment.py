@@ -70,6 +70,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check that the script works")
     parser.add_argument("--out", default=None, help="results path without suffix")
+    parser.add_argument("--report-only", action="store_true", help="write the results of the stored stages; run nothing")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "relevancy" / "llm_fewshot_experiment"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data")
@@ -343,7 +344,9 @@ def main(argv=None) -> None:
     command = "python3 benchmarks/llm_fewshot_experiment.py " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
     commands_path = work / "commands.json"
     commands = json.loads(commands_path.read_text()) if commands_path.exists() else []
-    commands_path.write_text(json.dumps(list(dict.fromkeys(commands + [command.strip()]))))
+    commands = list(dict.fromkeys(commands + ([] if args.report_only else [command.strip()])))
+    if not args.report_only:
+        commands_path.write_text(json.dumps(commands))
     tests, training = make_data(args)
     stages: dict[str, dict] = {}
 
@@ -355,11 +358,11 @@ def main(argv=None) -> None:
                     stage["metrics"] = order_metrics(tests, stage["log_odds"], args.orders)
                 stages[path.stem.replace("__", "/")] = stage
         results = {
-            "key": f"{work.name}/{trained.name}", "commands": json.loads(commands_path.read_text()),
-            "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work")},
+            "key": f"{work.name}/{trained.name}", "commands": commands,
+            "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work", "report_only")},
             "data": {"test_phrases": len(tests) // len(args.orders), "test_prompts": len(tests),
                      "positive_test_phrases": sum(r["label"] for r in tests[:: len(args.orders)]),
-                     "train_prompts": len(training), "mean_prompt_tokens": None},
+                     "train_prompts": len(training)},
             "stages": stages,
         }
         out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -379,6 +382,8 @@ def main(argv=None) -> None:
         save()
 
     save()
+    if args.report_only:
+        return
     base, tokenizer = load_smollm2()
     lengths = [len(tokenizer(r["text"])["input_ids"]) for r in tests]
 
