@@ -502,10 +502,13 @@ def markdown(results: dict) -> str:
             f"Top words by relevance: {audit['top_by_relevance']}; by lift: {audit['top_by_lift']}; removal order: "
             f"{audit['removal_order']}; shortcut flags: {audit['shortcut_flags']}.",
         ]
-    lines += ["", "## Cost", "", "| stage | seconds | s/step | peak RSS GiB |", "|---|---|---|---|"]
-    for name, stage in stages.items():
-        lines.append(f"| {name} | {stage['seconds']:.0f} | {stage.get('seconds_per_step', float('nan')):.1f} | {stage['peak_rss_gib']:.2f} |")
-    lines += ["", "Times were measured on a 2-core machine shared with other jobs (about half to one core free)."]
+    lines += ["", "## Cost", "", "| stage | seconds | s/step | peak RSS of its process so far, GiB |", "|---|---|---|---|"]
+    for name in sorted(stages, key=lambda n: (n not in ("base", "audit"), n != "base", n)):
+        stage = stages[name]
+        per_step = f"{stage['seconds_per_step']:.1f}" if "seconds_per_step" in stage else "–"
+        lines.append(f"| {name} | {stage['seconds']:.0f} | {per_step} | {stage['peak_rss_gib']:.2f} |")
+    lines += ["", "Times were measured with one torch thread on a 2-core machine shared with several other jobs "
+              "(this run's process got about a sixth to a third of a core), so they are several times an idle core's."]
     return "\n".join(lines) + "\n"
 
 
