@@ -454,6 +454,9 @@ def markdown(results: dict) -> str:
         f"lr {settings['learning_rate']:g}; (c): the deletion penalty on the label words' tokens, weight 1 unless the row says otherwise; "
         f"{settings['threads']} torch thread(s).", "",
     ]
+    missing = [f"{c}/seed{seed}" for seed in settings["seeds"] for c in settings["conditions"] if f"{c}/seed{seed}" not in stages]
+    if missing:
+        lines += [f"Not run (yet): {', '.join(missing)}.", ""]
     if "base" in stages:
         lines.append(f"Mean prompt length: {stages['base']['mean_prompt_tokens']:.1f} tokens.")
         lines.append("")
