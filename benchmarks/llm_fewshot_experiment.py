@@ -495,7 +495,7 @@ def markdown(results: dict) -> str:
             + ", ".join(f"{s} {shares[s]:.1%}" for s in SEGMENTS if s in shares)
             + " (template: \"Review:\", \"Sentiment:\", line breaks, BOS). Label tokens' share by demonstration position "
             + ", ".join(f"{p}: {v:.1%}" for p, v in audit["label_share_by_position"].items()) + ".", "",
-            f"Label words: " + "; ".join(
+            "Label words: " + "; ".join(
                 f"`{w}` relevance rank {r['relevance']}, lift rank {r['lift']}, removal-test rank "
                 f"{audit['removal_order'].index(w) + 1 if w in audit['removal_order'] else None}"
                 + (f", deleting it flips {audit['removal'][w]['flip_rate']:.0%} of the answers (mean drop of the predicted "
