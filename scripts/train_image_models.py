@@ -282,7 +282,9 @@ def cached_accuracy(model, hidden, labels, first: int, batch_size: int = 128) ->
 def finetune_dinov2(args, classes, train, val, test) -> None:
     """The last ``--dinov2-train-blocks`` blocks, the final LayerNorm and a fresh head trained (AdamW,
     warmup + cosine, label smoothing); the frozen lower blocks' outputs are cached once, so an epoch
-    costs only the trained blocks. No augmentation: a flipped image would need its own cache.
+    costs only the trained blocks. No augmentation: a flipped image would need its own cache. With
+    ``--bf16`` the training steps run under bfloat16 autocast (about 2x faster on CPUs with AVX-512
+    BF16); the weights stay float32, and selection and test accuracy use the float32 model.
     Selected on the held-out tenth of train; a checkpoint after every epoch makes the run resumable."""
     from transformers import AutoModel, Dinov2ForImageClassification
 
@@ -324,9 +326,10 @@ def finetune_dinov2(args, classes, train, val, test) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     best, best_state, history, epoch = -1.0, None, [], 0
     checkpoint_file = work / "checkpoint.pt"
+    settings = {**key, "epochs": args.dinov2_epochs, "lr": args.dinov2_lr, "head_lr": args.head_lr, "batch_size": args.batch_size, "bf16": args.bf16}
     if checkpoint_file.is_file():
         checkpoint = torch.load(checkpoint_file, weights_only=False)
-        if checkpoint["key"] != {**key, "epochs": args.dinov2_epochs, "lr": args.dinov2_lr, "head_lr": args.head_lr}:
+        if checkpoint["key"] != settings:
             raise ValueError(f"{checkpoint_file} is from another configuration: delete it to start over")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -343,7 +346,8 @@ def finetune_dinov2(args, classes, train, val, test) -> None:
         seen = losses = hits = 0
         for step in bar:
             index = order[step * args.batch_size : (step + 1) * args.batch_size]
-            logits = upper_logits(model, hidden["train"][index], first)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                logits = upper_logits(model, hidden["train"][index], first).float()
             loss = torch.nn.functional.cross_entropy(logits, train[1][index], label_smoothing=0.1)
             optimizer.zero_grad()
             loss.backward()
@@ -361,7 +365,7 @@ def finetune_dinov2(args, classes, train, val, test) -> None:
             # an interrupted run still leaves its best model so far (test accuracy not yet measured)
             save(model, IMAGENET_MEAN, IMAGENET_STD, size, args.out / "dinov2",
                  {"complete": False, "train_blocks": args.dinov2_train_blocks, "best_val_accuracy": best, "history": history}, quiet=True)
-        torch.save({"key": {**key, "epochs": args.dinov2_epochs, "lr": args.dinov2_lr, "head_lr": args.head_lr},
+        torch.save({"key": settings,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "generator": generator.get_state(), "best": best, "best_state": best_state, "history": history,
                     "epoch": epoch + 1}, checkpoint_file)
@@ -375,6 +379,7 @@ def finetune_dinov2(args, classes, train, val, test) -> None:
         "image": size, "grid": size // 14, "train_images": len(train[1]), "val_images": len(val[1]), "test_images": len(test[1]),
         "train_blocks": args.dinov2_train_blocks, "epochs": args.dinov2_epochs, "batch_size": args.batch_size,
         "lr": args.dinov2_lr, "head_lr": args.head_lr, "weight_decay": 0.05, "label_smoothing": 0.1, "augmentation": None,
+        "bf16_training": args.bf16,
         "seed": args.seed, "threads": args.threads, "best_val_accuracy": best,
         "best_epoch": max(history, key=lambda h: h["val_accuracy"])["epoch"],
         "test_accuracy": cached_accuracy(model, hidden["test"], test[1], first), "history": history,
@@ -416,6 +421,7 @@ def main(argv=None) -> None:
                         help="fine-tune DINOv2's last K blocks, final LayerNorm and head (0: frozen backbone, linear head)")
     parser.add_argument("--dinov2-epochs", type=int, default=3, help="epochs of the fine-tuning")
     parser.add_argument("--dinov2-lr", type=float, default=1e-4, help="learning rate of the fine-tuned blocks (the head uses --head-lr)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the fine-tuning steps (weights stay float32)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
