@@ -139,7 +139,12 @@ def accuracy_on(records: list[dict], test: str) -> float:
 
 
 def training_note(metrics: dict) -> str:
-    """How a from-scratch model was trained, from its metrics.json (empty for the DINOv2 head)."""
+    """How a model was trained, from its metrics.json (empty for the frozen DINOv2 with a linear head)."""
+    if metrics.get("train_blocks"):
+        return (f"Fine-tuned: {metrics['epochs']} epochs on {metrics['train_images']} standard scenes (lr {metrics['lr']:g}, "
+                f"head {metrics['head_lr']:g}, no augmentation), selected on {metrics['val_images']} held-out training scenes "
+                f"(best epoch {metrics['best_epoch']}, val {100 * metrics['best_val_accuracy']:.1f} %), "
+                f"{metrics['train_minutes']:.0f} min on one thread. ")
     if "easy_epochs" not in metrics:
         return ""
     curriculum = (f"{metrics['easy_epochs']} epochs on {metrics['easy_images']} easy-variant scenes (larger items, milder clutter), then "
@@ -153,9 +158,35 @@ def fmt(value: float) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def markdown(runs: dict, methods: list[str], args, samples: list[str]) -> str:
+#: The models' order in the report.
+MODELS = ("vit", "dinov2")
+
+
+def earlier_sections(results: Path, names: list[str]) -> dict:
+    """{model: (Markdown section, JSON entry)} of the models an earlier report holds and this run does
+    not evaluate, so that re-running one model keeps the other's results (marked as carried over)."""
+    report, summary = results / "image_evaluation.md", results / "image_evaluation.json"
+    if not (report.is_file() and summary.is_file()):
+        return {}
+    earlier = json.loads(summary.read_text())
+    lines = report.read_text().splitlines()
+    kept = {}
+    for name in [n for n in MODELS if n not in names and n in earlier.get("models", {})]:
+        start = next((i for i, line in enumerate(lines) if line.startswith(f"## {name}:")), None)
+        if start is None:
+            continue
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        entry = earlier["models"][name]
+        entry.setdefault("command", earlier["command"])
+        section = [line for line in lines[start:end] if not line.startswith("*Carried over")]
+        note = f"*Carried over unchanged from the earlier run `{entry['command']}`; this run did not evaluate this model.*"
+        kept[name] = ("\n".join([section[0], "", note, *section[1:]]).rstrip() + "\n", entry)
+    return kept
+
+
+def markdown(runs: dict, methods: list[str], args, samples: list[str], kept: dict) -> str:
     lines = ["# Image evaluation: Fashion-MNIST scenes", "",
-             f"Command: `python benchmarks/image_evaluation.py {' '.join(args.argv)}` (one thread). Data: "
+             f"Command: `python benchmarks/image_evaluation.py {' '.join(args.argv)}` (one thread; models: {', '.join(runs)}). Data: "
              "`scripts/make_fashion_scenes.py` (standard variant: 112 px scenes, Fashion-MNIST test items on clutter; mask = the item's "
              "silhouette). Each model reads the scenes at its own input size: the evaluation resizes image (bilinear) and mask "
              "(nearest) to it and upsamples the patch-grid maps to it, so a model's segmentation is scored at its input size. Maps explain the predicted class; perturbation removes pixels (set to 0 in [0, 1] space), "
@@ -163,7 +194,11 @@ def markdown(runs: dict, methods: list[str], args, samples: list[str]) -> str:
              "specificity = share of positive map mass on the explained class's item out of both items, explaining each "
              "of the two classes in turn (0.5 = no preference). Default method options (transformer_attribution start_layer 0, "
              "integrated_gradients 20 steps). Best value per column in bold.", ""]
-    for name, run in runs.items():
+    for name in [n for n in MODELS if n in runs or n in kept]:
+        if name in kept:
+            lines += [kept[name][0]]
+            continue
+        run = runs[name]
         values = table(run, methods)
         m = run["metrics"]
         grid = run["input"] // run["patch"]
@@ -209,17 +244,28 @@ def markdown(runs: dict, methods: list[str], args, samples: list[str]) -> str:
                              (values[mm][column] >= ta[column] if up else values[mm][column] <= ta[column])]
                 lines.append(f"- {column}: {', '.join(beaten_by) if beaten_by else 'none — it beats every baseline'}")
         lines += ["", f"![perturbation curves](image_evaluation_perturbation_{name}.png)", f"![maps](image_evaluation_maps_{name}.png)", ""]
-    lines += ["## The paper's figures (ImageNet, ViT-B; another data set and model, for orientation)", "",
-              "| method | seg. pixel acc | seg. mAP | seg. mIoU | pert. neg AUC | pert. pos AUC |", "|---|---:|---:|---:|---:|---:|"]
+    ours = table(runs["dinov2"], methods) if "dinov2" in runs else None
+    lines += ["## The paper's figures beside ours (paper: ImageNet, ViT-B; ours: DINOv2 on the scenes; another data set and model)", "",
+              "Paper: Chefer et al. 2021, segmentation on ImageNet-Segmentation and perturbation of the predicted class "
+              "(accuracy AUC, %) on the ImageNet validation set" + ("; ours: the DINOv2 table above." if ours else "."), ""]
+    pairs = [("seg. pixel acc", "pixel_accuracy", "pixel acc (%) ↑"), ("seg. mAP", "map", "mAP (%) ↑"), ("seg. mIoU", "miou", "mIoU (%) ↑"),
+             ("pert. neg AUC", 0, "neg. AUC acc ↑"), ("pert. pos AUC", 1, "pos. AUC acc ↓")]
+    lines += ["| method | " + " | ".join(f"{title} paper | ours" if ours else title for title, *_ in pairs) + " |",
+              "|---|" + "---:|" * (len(pairs) * (2 if ours else 1))]
     for method in methods:
         seg, pert = PAPER["segmentation"].get(method, {}), PAPER["perturbation"].get(method)
-        if seg or pert:
-            lines.append(f"| {method} | {fmt(seg.get('pixel_accuracy'))} | {fmt(seg.get('map'))} | {fmt(seg.get('miou'))} | "
-                         f"{fmt(pert[0]) if pert else ''} | {fmt(pert[1]) if pert else ''} |")
+        if not (seg or pert or ours):
+            continue
+        cells = []
+        for _, key, column in pairs:
+            cells.append(fmt(seg.get(key)) if isinstance(key, str) else (fmt(pert[key]) if pert else ""))
+            if ours:
+                cells.append(fmt(ours[method][column]))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if samples:
         lines += ["", "## DINOv2 on natural images (scikit-image samples)", "",
-                  f"The DINOv2 model with its Fashion-MNIST head, fed {args.samples_size} px crops (same weights; the position "
-                  "table interpolated to the finer grid as the backbone does). Panels: image | transformer_attribution for the "
+                  f"The DINOv2 model with its Fashion-MNIST head, fed {args.samples_size} px crops (its trained weights; the "
+                  "pretrained position table interpolated to the finer grid as the backbone does). Panels: image | transformer_attribution for the "
                   "predicted Fashion-MNIST class | attention rollout | last-layer attention (both class-agnostic). The head knows "
                   "only clothing classes, so the class map shows what in a natural image pushes towards that clothing class, "
                   "not an object the class names; the rollout and raw-attention views show where the backbone looks regardless "
@@ -303,8 +349,12 @@ def natural_samples(model_folder: Path, size: int, out: Path) -> list[str]:
 
     trained, processor = load(str(model_folder))
     backbone = AutoModel.from_pretrained(training.DINOV2).eval()
+    # the trained weights (fine-tuned blocks included), but the pretrained position table, interpolated
+    # for the finer grid as the backbone does: the trained model stores it already shrunk to its 8x8 grid
+    weights = {k: v for k, v in trained.dinov2.state_dict().items() if k != "embeddings.position_embeddings"}
+    backbone.load_state_dict({**backbone.state_dict(), **weights})
     classes = [trained.config.id2label[i] for i in range(trained.config.num_labels)]
-    model = training.classifier_model(backbone, size, classes)  # same weights; position table for a 16x16 grid
+    model = training.classifier_model(backbone, size, classes)
     model.classifier.load_state_dict(trained.classifier.state_dict())
     structure = describe(model)
     written = []
@@ -372,7 +422,8 @@ def main(argv=None) -> None:
         plot_perturbation(name, runs[name], methods, args.results / f"image_evaluation_perturbation_{name}.png")
         plot_maps(folder, args.data, methods, args.results / f"image_evaluation_maps_{name}.png")
     samples = natural_samples(args.models_dir / "dinov2", args.samples_size, args.results) if args.samples_size and "dinov2" in names else []
-    (args.results / "image_evaluation.md").write_text(markdown(runs, methods, args, samples), encoding="utf-8")
+    kept = earlier_sections(args.results, names)
+    (args.results / "image_evaluation.md").write_text(markdown(runs, methods, args, samples, kept), encoding="utf-8")
     from relevancy.evaluation.statistics import intervals_json
 
     summary = {
@@ -380,6 +431,7 @@ def main(argv=None) -> None:
         "methods": methods,
         "models": {
             name: {
+                "command": "python benchmarks/image_evaluation.py " + " ".join(args.argv),
                 "training": run["metrics"], "counts": {"images": args.counts[name][0], "pairs": args.counts[name][1]},
                 "accuracy_on_evaluated": accuracy_on(run["records"], "segmentation"), "seconds": run["seconds"],
                 "mask_coverage": run["mask_coverage"],
@@ -387,7 +439,7 @@ def main(argv=None) -> None:
                 "results": {split: result.to_json() for split, result in run["results"].items()},
             }
             for name, run in runs.items()
-        },
+        } | {name: entry for name, (_, entry) in kept.items()},
         "paper": PAPER,
         "samples": {Path(path).name: title for path, title in samples},
     }

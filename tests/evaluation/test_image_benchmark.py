@@ -197,3 +197,57 @@ def test_interval_rows_cover_segmentation_perturbation_and_specificity():
             assert row.intervals[method].estimate == pytest.approx(table.value(row.test, row.name, method), nan_ok=True)
     share = next(row for row in rows if row.name == "share on own object")
     assert share.versus_reference["rollout"].significant and share.versus_reference["rollout"].difference.estimate > 0
+
+
+def tiny_dinov2(folder: Path) -> Path:
+    """A seeded two-block Dinov2Model standing in for the pretrained DINOv2-S."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, image_size=28,
+                             patch_size=14)).save_pretrained(folder)
+    return folder
+
+
+def test_dinov2_fine_tuning_trains_only_the_last_blocks_and_saves_a_plain_model(scenes, tmp_path):
+    training = load_script("scripts/train_image_models.py")
+    scenes.main(["--out", str(tmp_path / "scenes"), "--source", str(write_fake_fashion_mnist(tmp_path / "source")),
+                 "--size", "28", "--train", "20", "--test", "6", "--pairs", "1"])
+    backbone = tiny_dinov2(tmp_path / "dinov2")
+    arguments = ["--models", "dinov2", "--data", str(tmp_path / "scenes"), "--out", str(tmp_path / "models"), "--dinov2", str(backbone),
+                 "--dinov2-train-blocks", "1", "--dinov2-epochs", "2", "--batch-size", "8", "--dinov2-lr", "1e-2"]
+    training.main(arguments)
+    from transformers import Dinov2ForImageClassification, Dinov2Model
+
+    metrics = json.loads((tmp_path / "models" / "dinov2" / "metrics.json").read_text())
+    assert metrics["train_blocks"] == 1 and len(metrics["history"]) == 2 and 0 <= metrics["test_accuracy"] <= 1
+    model = Dinov2ForImageClassification.from_pretrained(tmp_path / "models" / "dinov2")
+    original = Dinov2Model.from_pretrained(backbone)
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    assert same(model.dinov2.encoder.layer[0], original.encoder.layer[0])  # frozen, so its cached outputs stay valid
+    assert not same(model.dinov2.encoder.layer[1], original.encoder.layer[1])
+    assert not same(model.dinov2.layernorm, original.layernorm)
+    # a second call resumes after the last epoch: nothing is retrained, the same model comes back
+    training.main(arguments)
+    again = Dinov2ForImageClassification.from_pretrained(tmp_path / "models" / "dinov2")
+    assert same(model, again)
+    with pytest.raises(ValueError, match="another configuration"):
+        training.main([*arguments[:-1], "2e-2"])
+    with pytest.raises(ValueError, match="between 1 and 2"):
+        training.main([*arguments[:-8], "--dinov2-train-blocks", "3"])
+
+
+def test_re_running_one_model_keeps_the_other_models_results(tmp_path):
+    bench = load_script("benchmarks/image_evaluation.py")
+    (tmp_path / "image_evaluation.md").write_text("# title\n\n## vit: a ViT\n\nits table\n\n## dinov2: old\n\nold rows\n\n## The paper\n")
+    (tmp_path / "image_evaluation.json").write_text(json.dumps({"command": "python old", "models": {"vit": {"table": 1}, "dinov2": {}}}))
+    kept = bench.earlier_sections(tmp_path, ["dinov2"])
+    assert list(kept) == ["vit"]
+    section, entry = kept["vit"]
+    assert section.startswith("## vit: a ViT\n") and "its table" in section and "old rows" not in section
+    assert "Carried over unchanged from the earlier run `python old`" in section
+    assert entry == {"table": 1, "command": "python old"}
+    assert bench.earlier_sections(tmp_path, ["vit", "dinov2"]) == {}
