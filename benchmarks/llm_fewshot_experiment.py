@@ -50,13 +50,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from llm_shortcut_experiment import load_smollm2, sst2_lines  # noqa: E402  (the same model and SST-2 files)
 from relevancy.audit import AuditSettings, Thresholds  # noqa: E402
 from relevancy.audit.llm import audit_causal  # noqa: E402
 from relevancy.audit.runner import RECORDS  # noqa: E402
 from relevancy.finetune.causal import CausalRelevanceLoss, LoraSettings, fine_tune_causal  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "sst2"
 LABEL_WORDS = ["negative", "positive"]
 ANSWERS = [" " + w for w in LABEL_WORDS]
 TEMPLATE = "{text}"  # the whole few-shot prompt is built here, so the penalty and the audit see the labels
@@ -101,31 +102,16 @@ def parse_args(argv=None):
     return args
 
 
-def load_smollm2():
-    from relevancy.adapters.loading import load
-    from relevancy.generation import smollm2_path
-
-    try:
-        path = smollm2_path()
-    except FileNotFoundError as error:
-        sys.exit(str(error))
-    return load(str(path))
-
-
 def read_sst2(name: str, args) -> list[dict]:
     """Phrases of ``min_words``..``max_words`` words without a label word (so the only label words of a prompt
     are its demonstrations' labels), each once."""
-    path = DATA / name
-    if not path.exists():
-        sys.exit(f"SST-2 not found at {path} (../shared/data/sst2 is needed)")
     rows, seen = [], set()
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        text, label = line.rsplit("\t", 1)
+    for text, label in sst2_lines(name):
         text = text.strip()
         words = text.lower().split()
         if args.min_words <= len(words) <= args.max_words and not set(words) & set(LABEL_WORDS) and text not in seen:
             seen.add(text)
-            rows.append({"text": text, "label": int(label)})
+            rows.append({"text": text, "label": label})
     return rows
 
 

@@ -101,13 +101,17 @@ def load_smollm2():
     return load(str(path))
 
 
-def read_sst2(name: str, size: int, args, rng: random.Random) -> list[dict]:
+def sst2_lines(name: str) -> list[tuple[str, int]]:
+    """(phrase, label) of every row of an SST-2 file of ../shared/data/sst2, in file order."""
     path = DATA / name
     if not path.exists():
         sys.exit(f"SST-2 not found at {path} (../shared/data/sst2 is needed)")
+    return [(text, int(label)) for text, label in (line.rsplit("\t", 1) for line in path.read_text(encoding="utf-8").splitlines()[1:])]
+
+
+def read_sst2(name: str, size: int, args, rng: random.Random) -> list[dict]:
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        text, label = line.rsplit("\t", 1)
+    for text, label in sst2_lines(name):
         if args.min_words <= len(text.split()) <= args.max_words and args.planted_word not in text.split():
             rows.append({"text": text.strip(), "label": int(label)})
     rng.shuffle(rows)
