@@ -79,22 +79,27 @@ def check_gradient(model, tokenizer, ids, method, probes, penalty_mode="share", 
         tokenizer, method=method, penalised_ids=ids, penalty_weight=penalty_weight, rationale_weight=0.5,
         penalty_mode=penalty_mode,
     )
+    for name, analytic, numeric in gradients(lambda: loss_fn(model, data).loss, model, probes, allow_unused=True):
+        assert abs(analytic - numeric) <= 1e-4 * max(abs(numeric), 1e-3), (name, analytic, numeric)
+
+
+def gradients(loss_of, model, probes, h=1e-6, allow_unused=False):
+    """(name, autograd, central difference) of d loss / d theta for each probed (parameter name, index);
+    ``loss_of()`` recomputes the loss. With ``allow_unused`` a parameter the loss does not reach gives 0."""
     parameters = dict(model.named_parameters())
-    loss = loss_fn(model, data).loss
-    grads = torch.autograd.grad(loss, [parameters[name] for name, _ in probes], allow_unused=True)
-    h = 1e-6
+    grads = torch.autograd.grad(loss_of(), [parameters[name] for name, _ in probes], allow_unused=allow_unused)
+    results = []
     for (name, index), grad in zip(probes, grads):
         parameter = parameters[name]
         with torch.no_grad():
             original = parameter[index].item()
             parameter[index] = original + h
-            up = loss_fn(model, data).loss.item()
+            up = loss_of().item()
             parameter[index] = original - h
-            down = loss_fn(model, data).loss.item()
+            down = loss_of().item()
             parameter[index] = original
-        numeric = (up - down) / (2 * h)
-        analytic = 0.0 if grad is None else grad[index].item()
-        assert abs(analytic - numeric) <= 1e-4 * max(abs(numeric), 1e-3), (name, analytic, numeric)
+        results.append((name, 0.0 if grad is None else grad[index].item(), (up - down) / (2 * h)))
+    return results
 
 
 @pytest.mark.parametrize("method", ["transformer_attribution", "gradient_x_attention"])

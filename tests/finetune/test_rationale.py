@@ -11,6 +11,7 @@ import torch
 from relevancy.cli.main import main
 from relevancy.finetune import RelevanceCollator, RelevanceLoss, fine_tune
 from tests.audit import toy
+from tests.finetune.test_loss import gradients
 from tests.models import assert_unchanged, redraw, snapshot
 
 # text, label, rationale character span; the same text with the rationale deleted
@@ -73,20 +74,8 @@ def test_gradient_matches_finite_differences(setup):
         ("bert.embeddings.position_embeddings.weight", (4, 6)),
         ("classifier.weight", (1, 4)),
     ]
-    parameters = dict(model.named_parameters())
-    grads = torch.autograd.grad(loss_fn(model, data).loss, [parameters[name] for name, _ in probes])
-    h = 1e-6
-    for (name, index), grad in zip(probes, grads):
-        parameter = parameters[name]
-        with torch.no_grad():
-            original = parameter[index].item()
-            parameter[index] = original + h
-            up = loss_fn(model, data).loss.item()
-            parameter[index] = original - h
-            down = loss_fn(model, data).loss.item()
-            parameter[index] = original
-        numeric = (up - down) / (2 * h)
-        assert grad[index].item() == pytest.approx(numeric, rel=1e-5, abs=1e-9), name
+    for name, analytic, numeric in gradients(lambda: loss_fn(model, data).loss, model, probes):
+        assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-9), name
 
 
 def test_fine_tuning_lowers_the_term_on_a_copy(setup):
