@@ -102,12 +102,7 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
     async def explain_text(request: Request) -> Response:
         body = await _json(request, limits)
         served = model_named(body.get("model"), "text")
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise BadRequest("type or paste a text to explain")
-        if len(text) > limits.text_characters:
-            raise BadRequest(f"the text has {len(text)} characters; the explorer takes at most "
-                             f"{limits.text_characters}: explain a shorter part")
+        text = _text_field(body, "text", limits, "type or paste a text to explain", ": explain a shorter part")
         methods = _methods(body.get("methods"))
         target = _target(body.get("target"))
 
@@ -139,11 +134,7 @@ def create_app(models: dict[str, ServedModel], audits: list | None = None, evalu
 
         body = await _json(request, limits)
         served = model_named(body.get("model"), "answer")
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise BadRequest("type a prompt for the model to answer")
-        if len(prompt) > limits.text_characters:
-            raise BadRequest(f"the prompt has {len(prompt)} characters; the explorer takes at most {limits.text_characters}")
+        prompt = _text_field(body, "prompt", limits, "type a prompt for the model to answer")
         new_tokens = body.get("new_tokens", 8)
         if not isinstance(new_tokens, int) or isinstance(new_tokens, bool) or not 1 <= new_tokens <= limits.new_tokens:
             raise BadRequest(f"the number of tokens to generate must be a whole number from 1 to {limits.new_tokens}")
@@ -264,6 +255,16 @@ async def _json(request: Request, limits: Limits) -> dict:
     if not isinstance(body, dict):
         raise BadRequest("the request must be a JSON object")
     return body
+
+
+def _text_field(body: dict, key: str, limits: Limits, empty: str, advice: str = "") -> str:
+    """``body[key]``: a non-blank string of at most the explorer's character limit."""
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(empty)
+    if len(value) > limits.text_characters:
+        raise BadRequest(f"the {key} has {len(value)} characters; the explorer takes at most {limits.text_characters}{advice}")
+    return value
 
 
 def _methods(names) -> list[str]:
