@@ -16,7 +16,7 @@ with any subset of the roles, so the ablations (evidence removed, distractors re
 same examples without those parts. Test sets are regenerated from the seeds in ``info.json``.
 
     python scripts/make_ground_truth.py --task text --threads 1    # ~2 min
-    python scripts/make_ground_truth.py --task image --threads 1   # ~50 min on a busy core (Fashion-MNIST: apt-get install dataset-fashion-mnist)
+    python scripts/make_ground_truth.py --task image --fresh-image --image-epochs 24 --threads 1   # (Fashion-MNIST: apt-get install dataset-fashion-mnist)
 
 Models go to benchmarks/ground_truth_models/<task>/ (small enough to commit; the benchmark,
 benchmarks/ground_truth.py, reads them from there).
@@ -25,6 +25,7 @@ benchmarks/ground_truth.py, reads them from there).
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import math
@@ -76,7 +77,7 @@ class Document:
         return " ".join(w for w, _ in kept), [r for _, r in kept]
 
 
-def make_documents(count: int, seed: int) -> list[Document]:
+def make_documents(count: int, seed: int | list[int]) -> list[Document]:
     rng = np.random.default_rng(seed)
     vocabulary = distractor_words()
     documents = []
@@ -161,6 +162,7 @@ class Scene:
         return np.repeat(image[..., None], 3, axis=2), masks
 
 
+@functools.lru_cache(maxsize=2)  # fresh training scenes every epoch read the same items
 def read_fashion(split: str, folder: Path = FASHION) -> tuple[np.ndarray, np.ndarray]:
     prefix = "train" if split == "train" else "t10k"
     paths = folder / f"{prefix}-images-idx3-ubyte.gz", folder / f"{prefix}-labels-idx1-ubyte.gz"
@@ -174,7 +176,7 @@ def read_fashion(split: str, folder: Path = FASHION) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def make_scenes(count: int, seed: int, source: str, distractors: int = DISTRACTORS_PER_SCENE) -> list[Scene]:
+def make_scenes(count: int, seed: int | list[int], source: str, distractors: int = DISTRACTORS_PER_SCENE) -> list[Scene]:
     """Scenes from Fashion-MNIST's ``source`` split (train items for training and validation, test
     items for the test set), items placed without overlapping boxes."""
     images, labels = read_fashion(source)
@@ -230,11 +232,15 @@ def image_inputs(images: np.ndarray) -> dict:
 
 
 # -- the two tasks behind one interface ----------------------------------------------------------
-def examples(task: str, split: str, count: int, distractors: int = DISTRACTORS_PER_SCENE):
-    """The examples of a split (``distractors``: items per scene besides the decisive one; images only)."""
+def examples(task: str, split: str, count: int, distractors: int = DISTRACTORS_PER_SCENE, draw: int = 0):
+    """The examples of a split (``distractors``: items per scene besides the decisive one; images only).
+    ``draw`` > 0 gives another sample of the same split's stream (fresh training examples per epoch);
+    draw 0 is the split's fixed set."""
+    seed = SPLIT_SEEDS[split] if task == "text" else 100 + SPLIT_SEEDS[split]
+    seed = [seed, draw] if draw else seed
     if task == "text":
-        return make_documents(count, SPLIT_SEEDS[split])
-    return make_scenes(count, 100 + SPLIT_SEEDS[split], "test" if split == "test" else "train", distractors)
+        return make_documents(count, seed)
+    return make_scenes(count, seed, "test" if split == "test" else "train", distractors)
 
 
 def render_inputs(task: str, processor, batch, keep=ROLES) -> dict:
@@ -260,18 +266,20 @@ def train(task: str, args) -> dict:
     model = text_model(processor, args.seed) if task == "text" else image_model(args.seed)
     counts = {"text": (args.text_train, 1000, args.text_test), "image": (args.image_train, 1000, args.image_test)}[task]
     distractors = args.image_distractors
-    train_data, val_data = examples(task, "train", counts[0], distractors), examples(task, "val", counts[1], distractors)
-    # rendered once: the training set is fixed
-    inputs = render_inputs(task, processor, train_data)
-    labels = torch.tensor([e.label for e in train_data])
+    fresh = args.fresh_image if task == "image" else False
+    val_data = examples(task, "val", counts[1], distractors)
     epochs = args.text_epochs if task == "text" else args.image_epochs
-    steps = epochs * math.ceil(len(labels) / args.batch_size)
+    steps = epochs * math.ceil(counts[0] / args.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     generator = torch.Generator().manual_seed(args.seed)
     history, best, best_state = [], -1.0, None
     for epoch in range(epochs):
+        if epoch == 0 or fresh:  # a fixed training set is rendered once; fresh ones are drawn every epoch
+            train_data = examples(task, "train", counts[0], distractors, draw=epoch if fresh else 0)
+            inputs = render_inputs(task, processor, train_data)
+            labels = torch.tensor([e.label for e in train_data])
         model.train()
         order = torch.randperm(len(labels), generator=generator)
         losses = 0.0
@@ -294,7 +302,7 @@ def train(task: str, args) -> dict:
     model.eval()
     test_data = examples(task, "test", counts[2], distractors)
     info = {
-        "task": task, "seed": args.seed, **({"distractors": distractors} if task == "image" else {}), "split_seeds": SPLIT_SEEDS, "train": counts[0], "val": counts[1], "test": counts[2],
+        "task": task, "seed": args.seed, **({"distractors": distractors} if task == "image" else {}), "split_seeds": SPLIT_SEEDS, "train": counts[0], "fresh_train_per_epoch": fresh, "val": counts[1], "test": counts[2],
         "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads, "history": history,
         "best_epoch": max(history, key=lambda h: h["val_accuracy"])["epoch"], "val_accuracy": best,
         "test_accuracy": accuracy(task, model, processor, test_data),
@@ -329,6 +337,8 @@ def main(argv=None) -> None:
     parser.add_argument("--image-train", type=int, default=24000)
     parser.add_argument("--image-test", type=int, default=2000)
     parser.add_argument("--image-epochs", type=int, default=15)
+    parser.add_argument("--fresh-image", action="store_true",
+                        help="draw --image-train new training scenes every epoch (seeded per epoch) instead of one fixed set")
     parser.add_argument("--image-distractors", type=int, default=DISTRACTORS_PER_SCENE, help="distractor items per scene")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)

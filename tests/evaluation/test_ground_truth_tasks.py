@@ -69,6 +69,17 @@ def test_a_scene_has_one_decisive_item_and_renders_without_it(tasks):
         assert not without[masks["evidence"]].any() and np.array_equal(without[masks["distractor"]], image[masks["distractor"]])
 
 
+def test_fresh_training_draws_are_new_reproducible_and_from_the_same_distribution(tasks):
+    fixed, first, again, second = (tasks.examples("text", "train", 400, draw=d) for d in (0, 1, 1, 2))
+    texts = [[d.render()[0] for d in docs] for docs in (fixed, first, again, second)]
+    assert texts[1] == texts[2]  # seeded per draw
+    assert not set(texts[0]) & set(texts[1]) and not set(texts[1]) & set(texts[3])
+    assert [d.render()[0] for d in tasks.make_documents(400, tasks.SPLIT_SEEDS["train"])] == texts[0]  # draw 0 is the fixed set
+    for docs in (first, second):
+        shares = Counter(d.label for d in docs)
+        assert all(abs(shares[c] / len(docs) - 0.25) < 0.08 for c in range(4))
+
+
 @pytest.mark.parametrize(("task", "right", "chance"), [("text", 0.99, 0.25), ("image", 0.9, 1 / 3)])
 def test_the_committed_models_use_the_planted_evidence(tasks, task, right, chance):
     """The ablation check on fresh test items: right with everything, near chance without the evidence,
