@@ -210,13 +210,13 @@ def _overlap(a, b) -> bool:
     return ta < tb + sb and tb < ta + sa and la < lb + sb and lb < la + sa
 
 
-def image_model(seed: int):
+def image_model(seed: int, width: int = 64, depth: int = 4):
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(seed)
     config = ViTConfig(
-        image_size=IMAGE_SIZE, patch_size=PATCH, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=128, num_labels=len(IMAGE_CLASSES), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        image_size=IMAGE_SIZE, patch_size=PATCH, hidden_size=width, num_hidden_layers=depth, num_attention_heads=4,
+        intermediate_size=2 * width, num_labels=len(IMAGE_CLASSES), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         id2label=dict(enumerate(IMAGE_CLASSES)), label2id={c: i for i, c in enumerate(IMAGE_CLASSES)},
     )
     return ViTForImageClassification(config)
@@ -263,7 +263,7 @@ def accuracy(task: str, model, processor, data, keep=ROLES, batch_size: int = 25
 def train(task: str, args) -> dict:
     started = time.time()
     processor = text_tokenizer() if task == "text" else None
-    model = text_model(processor, args.seed) if task == "text" else image_model(args.seed)
+    model = text_model(processor, args.seed) if task == "text" else image_model(args.seed, args.image_width, args.image_depth)
     counts = {"text": (args.text_train, 1000, args.text_test), "image": (args.image_train, 1000, args.image_test)}[task]
     distractors = args.image_distractors
     fresh = args.fresh_image if task == "image" else False
@@ -339,6 +339,8 @@ def main(argv=None) -> None:
     parser.add_argument("--image-epochs", type=int, default=15)
     parser.add_argument("--fresh-image", action="store_true",
                         help="draw --image-train new training scenes every epoch (seeded per epoch) instead of one fixed set")
+    parser.add_argument("--image-width", type=int, default=64, help="the image ViT's width (MLP: twice that; 4 heads)")
+    parser.add_argument("--image-depth", type=int, default=4, help="the image ViT's blocks")
     parser.add_argument("--image-distractors", type=int, default=DISTRACTORS_PER_SCENE, help="distractor items per scene")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
