@@ -19,7 +19,8 @@ are means over items with 95 % bootstrap intervals, and paired differences from
 transformer_attribution (significant when the interval excludes 0). Resumable per method: records go
 to ``--work/<task>/items.jsonl``; a method already there is not recomputed, so new methods add rows cheaply.
 
-    python scripts/make_ground_truth.py --threads 1                          # the two models (committed)
+    python scripts/make_ground_truth.py --task text --threads 1              # the two models (committed; the image
+    python scripts/make_ground_truth.py --task image --fresh-image --image-epochs 24 --image-width 128 --threads 1  # one ~1 h)
     python benchmarks/ground_truth.py --threads 1 --results benchmarks/results   # the shipped report
 """
 
@@ -204,7 +205,10 @@ def run_task(task: str, args, methods: list[str]) -> dict:
         "distractors removed": tasks.accuracy(task, model, processor, examples, keep=("evidence", "contrast")),
         "chance": 1 / len(model.config.id2label), "items": len(examples),
     }
-    return {"info": info, "records": records, "ablation": ablation, "items": len(ids), "seconds": seconds}
+    config = model.config
+    shape = (f"{config.num_hidden_layers}-layer BERT, width {config.hidden_size}, word-level tokenizer" if task == "text" else
+             f"{config.num_hidden_layers}-layer ViT, width {config.hidden_size}, {config.patch_size} px patches on {config.image_size} px scenes")
+    return {"info": info, "shape": shape, "records": records, "ablation": ablation, "items": len(ids), "seconds": seconds}
 
 
 def _fingerprint(model) -> str:
@@ -253,7 +257,7 @@ def markdown(runs: dict, rows: dict, methods: list[str], args) -> str:
 
     lines = ["# Ground truth: maps against evidence known by construction", "",
              f"Command: `{shlex.join(['python', 'benchmarks/ground_truth.py', *args.argv])}`; models: "
-             "`python scripts/make_ground_truth.py --threads 1` (tasks described there). ",
+             "scripts/make_ground_truth.py (tasks described there; each model's command below). ",
              "Metrics per item (CLEVR-XAI, Arras et al. 2022): precision@k = share of the map's top-k units that are "
              "evidence, k = number of evidence units (tokens without [CLS]/[SEP]; pixels); AUPRC of the map's scores "
              "against the evidence; relevance mass = positive relevance on the evidence / all positive relevance. "
@@ -270,9 +274,10 @@ def markdown(runs: dict, rows: dict, methods: list[str], args) -> str:
             if r["method"] == REFERENCE:
                 kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
         lines += [f"## {task} task", "",
-                  f"Model: {'2-layer BERT, width 64, word-level tokenizer' if task == 'text' else '4-layer ViT, width 64, 8 px patches on 56 px scenes'}, "
-                  f"trained from scratch in {info['train_minutes']:.1f} min on one thread ({info['train']} training items, "
-                  f"best epoch {info['best_epoch']} of {info['epochs']}); test accuracy {100 * info['test_accuracy']:.2f} % on {info['test']} items.",
+                  f"Model: {run['shape']}, trained from scratch in {info['train_minutes']:.1f} min on one thread "
+                  f"({info['train']} training items{', new ones every epoch' if info.get('fresh_train_per_epoch') else ''}, "
+                  f"best epoch {info['best_epoch']} of {info['epochs']}); test accuracy {100 * info['test_accuracy']:.2f} % on {info['test']} items. "
+                  f"Command: `{info['command']}`.",
                   "",
                   f"Ablation on the same {ablation['items']} test items: all parts {100 * ablation['all parts']:.2f} %, evidence removed "
                   f"{100 * ablation['evidence removed']:.2f} % (chance {100 * ablation['chance']:.1f} %), distractors removed "

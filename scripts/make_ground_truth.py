@@ -9,14 +9,14 @@ text   Documents of 20-40 distractor words drawn uniformly from 200 made-up word
 image  56 px scenes on black: one Fashion-MNIST item of a decisive class (trouser, bag, ankle boot)
        decides the label; 2 distractor items of other classes (t-shirt, pullover, coat, shirt), the
        same for every label, carry no label information. Items 18-24 px, not overlapping.
-       Model: a 4-layer ViT (width 64, 8 px patches, 7x7 grid).
+       Model: a 4-layer ViT (width 128, 8 px patches, 7x7 grid), trained on fresh scenes every epoch.
 
 Every example is a *spec* (its parts and their roles: evidence, contrast, distractor), rendered
 with any subset of the roles, so the ablations (evidence removed, distractors removed) show the
 same examples without those parts. Test sets are regenerated from the seeds in ``info.json``.
 
     python scripts/make_ground_truth.py --task text --threads 1    # ~2 min
-    python scripts/make_ground_truth.py --task image --fresh-image --image-epochs 24 --threads 1   # (Fashion-MNIST: apt-get install dataset-fashion-mnist)
+    python scripts/make_ground_truth.py --task image --fresh-image --image-epochs 24 --image-width 128 --threads 1   # ~60 min (Fashion-MNIST: apt-get install dataset-fashion-mnist)
 
 Models go to benchmarks/ground_truth_models/<task>/ (small enough to commit; the benchmark,
 benchmarks/ground_truth.py, reads them from there).
