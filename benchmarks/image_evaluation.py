@@ -138,13 +138,17 @@ def accuracy_on(records: list[dict], test: str) -> float:
     return float(np.mean(list(seen.values()))) if seen else math.nan
 
 
+def _threads(count: int) -> str:
+    return "one thread" if count == 1 else f"{count} threads"
+
+
 def training_note(metrics: dict) -> str:
     """How a model was trained, from its metrics.json (empty for the frozen DINOv2 with a linear head)."""
     if metrics.get("train_blocks"):
         return (f"Fine-tuned: {metrics['epochs']} epochs on {metrics['train_images']} standard scenes (lr {metrics['lr']:g}, "
                 f"head {metrics['head_lr']:g}, no augmentation), selected on {metrics['val_images']} held-out training scenes "
                 f"(best epoch {metrics['best_epoch']}, val {100 * metrics['best_val_accuracy']:.1f} %), "
-                f"{metrics['train_minutes']:.0f} min on one thread. ")
+                f"{metrics['train_minutes']:.0f} min on {_threads(metrics.get('threads', 1))}. ")
     if "easy_epochs" not in metrics:
         return ""
     curriculum = (f"{metrics['easy_epochs']} epochs on {metrics['easy_images']} easy-variant scenes (larger items, milder clutter), then "
@@ -186,7 +190,7 @@ def earlier_sections(results: Path, names: list[str]) -> dict:
 
 def markdown(runs: dict, methods: list[str], args, samples: list[str], kept: dict) -> str:
     lines = ["# Image evaluation: Fashion-MNIST scenes", "",
-             f"Command: `python benchmarks/image_evaluation.py {' '.join(args.argv)}` (one thread; models: {', '.join(runs)}). Data: "
+             f"Command: `python benchmarks/image_evaluation.py {' '.join(args.argv)}` ({_threads(args.threads)}; models: {', '.join(runs)}). Data: "
              "`scripts/make_fashion_scenes.py` (standard variant: 112 px scenes, Fashion-MNIST test items on clutter; mask = the item's "
              "silhouette). Each model reads the scenes at its own input size: the evaluation resizes image (bilinear) and mask "
              "(nearest) to it and upsamples the patch-grid maps to it, so a model's segmentation is scored at its input size. Maps explain the predicted class; perturbation removes pixels (set to 0 in [0, 1] space), "
