@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from llm_shortcut_experiment import load_smollm2, sst2_lines  # noqa: E402  (the same model and SST-2 files)
+from llm_shortcut_experiment import load_smollm2, right_padded, sst2_lines  # noqa: E402  (the same model, SST-2 files, batching)
 from relevancy.audit import AuditSettings, Thresholds  # noqa: E402
 from relevancy.audit.llm import audit_causal  # noqa: E402
 from relevancy.audit.runner import RECORDS  # noqa: E402
@@ -175,19 +175,11 @@ def log_odds(model, tokenizer, rows: list[dict], batch_size: int = 8) -> list[fl
     if not all(len(ids) == 1 for ids in answer_ids):
         sys.exit(f"the answers must be single tokens for this benchmark; got {answer_ids}")
     answer_ids = torch.tensor([ids[0] for ids in answer_ids])
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     odds = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        encoded = [tokenizer(r["text"])["input_ids"] for r in chunk]
-        width = max(map(len, encoded))
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for row, sequence in enumerate(encoded):
-            ids[row, : len(sequence)] = torch.tensor(sequence)
-            attention[row, : len(sequence)] = 1
-        last = attention.sum(-1) - 1
+        ids, attention, last = right_padded(tokenizer, [r["text"] for r in chunk])
         positions = torch.unique(last)
         logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=positions).logits
         column = torch.searchsorted(positions, last)

@@ -133,25 +133,30 @@ def examples(rows: list[dict]) -> list[dict]:
     return [{"text": r["text"], "answer": ANSWERS[r["label"]]} for r in rows]
 
 
+def right_padded(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, each row's last prompt position) of ``texts`` padded on the right, so that
+    the answer is read at the last real token."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [tokenizer(text)["input_ids"] for text in texts]
+    ids = torch.full((len(encoded), max(map(len, encoded))), pad, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, sequence in enumerate(encoded):
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+        attention[row, : len(sequence)] = 1
+    return ids, attention, attention.sum(-1) - 1
+
+
 @torch.no_grad()
 def accuracy(model, tokenizer, rows: list[dict], batch_size: int = 16) -> float:
     """One forward per prompt: the answers are single tokens, compared at the prompt's last position."""
     answer_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in ANSWERS]
     assert all(len(ids) == 1 for ids in answer_ids), answer_ids
     answer_ids = torch.tensor([ids[0] for ids in answer_ids])
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     correct = 0
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        encoded = [tokenizer(TEMPLATE.replace("{text}", r["text"]))["input_ids"] for r in chunk]
-        width = max(map(len, encoded))
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for row, sequence in enumerate(encoded):
-            ids[row, : len(sequence)] = torch.tensor(sequence)
-            attention[row, : len(sequence)] = 1
-        last = attention.sum(-1) - 1
+        ids, attention, last = right_padded(tokenizer, [TEMPLATE.replace("{text}", r["text"]) for r in chunk])
         logits = model(input_ids=ids, attention_mask=attention).logits[torch.arange(len(chunk)), last][:, answer_ids]
         correct += int((logits.argmax(-1) == torch.tensor([r["label"] for r in chunk])).sum())
     return correct / len(rows)
