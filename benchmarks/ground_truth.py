@@ -20,7 +20,7 @@ transformer_attribution (significant when the interval excludes 0). Resumable pe
 to ``--work/<task>/items.jsonl``; a method already there is not recomputed, so new methods add rows cheaply.
 
     python scripts/make_ground_truth.py --task text --threads 1              # the two models (committed; the image
-    python scripts/make_ground_truth.py --task image --fresh-image --image-epochs 24 --image-width 128 --threads 1  # one ~1 h)
+    python scripts/make_ground_truth.py --task image --fresh-image --image-epochs 15 --image-width 128 --threads 1  # one ~26 min)
     python benchmarks/ground_truth.py --threads 1 --results benchmarks/results   # the shipped report
 """
 
